@@ -1,0 +1,62 @@
+"""Shared fixtures: the real MNIST files in ../shared/data, a TFDS folder, small models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tfvae
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _shared_data() -> Path | None:
+    candidates = [os.environ.get("TFVAE_SHARED_DATA"), REPO.parent / "shared" / "data"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "mnist").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of original data files (../shared/data); skips where it is absent."""
+    path = _shared_data()
+    if path is None:
+        pytest.skip("../shared/data (real MNIST files) is not next to this checkout; "
+                    "set TFVAE_SHARED_DATA to its path to run this test")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> str:
+    """A TFDS data_dir private to this test session."""
+    return str(tmp_path_factory.mktemp("tensorflow_datasets"))
+
+
+@pytest.fixture(scope="session")
+def mnist_source(shared_data, tfds_dir) -> dict:
+    """Keyword arguments of `tfvae.data.load` for MNIST prepared offline from shared data."""
+    return {"manual_dir": str(shared_data), "data_dir": tfds_dir, "offline": True}
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """The embedded digits, train and test images, (n, 8, 8, 1) in [0, 1]."""
+    x_train, _ = tfvae.data.load_arrays("digits", "train")
+    x_test, _ = tfvae.data.load_arrays("digits", "test")
+    return x_train, x_test
+
+
+def make_vae(data_shape=(8, 8, 1), latent_dim=4, network="mlp", likelihood="bernoulli", **kw):
+    """A small VAE for fast tests."""
+    if network == "mlp":
+        encoder = tfvae.networks.mlp_encoder(data_shape, latent_dim, hidden_units=(32,))
+        decoder = tfvae.networks.mlp_decoder(latent_dim, data_shape, (32,), likelihood)
+    else:
+        encoder = tfvae.networks.conv_encoder(data_shape, latent_dim, (8, 16), 32)
+        decoder = tfvae.networks.conv_decoder(latent_dim, data_shape, (16, 8), 32, likelihood)
+    return tfvae.VAE(encoder, decoder, **kw)

@@ -1,0 +1,45 @@
+"""tfvae: variational autoencoders on Keras 3 and TensorFlow Probability.
+
+Build a VAE from functional encoders and decoders that return TFP distributions,
+train it with `model.fit`, and watch it in TensorBoard.
+
+Example:
+
+>>> import tfvae
+>>> encoder, decoder = tfvae.networks.build("mlp", (28, 28, 1), latent_dim=20)
+>>> vae = tfvae.VAE(encoder, decoder)
+>>> vae.compile()
+>>> vae.fit(tfvae.data.load("mnist", "train", binarize="dynamic"), epochs=5)
+"""
+
+from tfvae import _startup
+
+_startup.import_tensorflow()
+
+from tfvae import data, layers, losses, networks, plots, priors
+from tfvae.layers import (
+    IndependentBernoulli,
+    IndependentContinuousBernoulli,
+    IndependentNormal,
+    MultivariateNormalDiag,
+)
+from tfvae.models import VAE
+from tfvae.priors import StandardNormal
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VAE",
+    "MultivariateNormalDiag",
+    "IndependentBernoulli",
+    "IndependentNormal",
+    "IndependentContinuousBernoulli",
+    "StandardNormal",
+    "data",
+    "layers",
+    "losses",
+    "networks",
+    "plots",
+    "priors",
+    "__version__",
+]

@@ -1,0 +1,199 @@
+"""The `tfvae` command (also `python -m tfvae`).
+
+    tfvae train [--dataset digits] [--network mlp] [--epochs 30] ...
+
+`train` fits a VAE and writes a run folder (default: a new folder under
+`saved_models/`) holding `model.keras`, `config.json`, `history.json`,
+`samples.png`, `reconstructions.png` and TensorBoard logs under `logs/`.
+
+Bad flags and bad data give one line on stderr, `tfvae <command>: error: ...`, and
+exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (no usage dump)."""
+
+    def error(self, message):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
+    return value
+
+
+def _number(low: float, inclusive: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        ok = value >= low if inclusive else value > low
+        if not (ok and value < float("inf")):
+            bound = ">=" if inclusive else ">"
+            raise argparse.ArgumentTypeError(f"expected a number {bound} {low:g}, received {text!r}")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    from tfvae.layers import LIKELIHOODS
+    from tfvae.networks import NETWORKS
+
+    parser = _Parser(prog="tfvae", description="Variational autoencoders on Keras 3 and TFP.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser(
+        "train",
+        help="train a VAE and write a run folder",
+        description="Train a VAE with model.fit and write model.keras, config.json, "
+        "history.json, samples.png, reconstructions.png and TensorBoard logs.",
+    )
+    data = train.add_argument_group("data")
+    data.add_argument("--dataset", default="digits",
+                      help="'digits' (embedded, offline) or a TFDS image data set (default: digits)")
+    data.add_argument("--split", default="train", help="training split (default: train)")
+    data.add_argument("--validation-split", default="test",
+                      help="split for validation and pictures (default: test)")
+    data.add_argument("--manual-dir", help="folder of the original data files, to prepare a "
+                      "TFDS data set with no network (default: $TFVAE_MANUAL_DIR)")
+    data.add_argument("--data-dir", help="where TFDS keeps prepared data (default: $TFVAE_DATA_DIR)")
+    data.add_argument("--offline", action="store_true", help="never try to download data")
+    data.add_argument("--binarize", choices=("none", "dynamic", "threshold"), default="none",
+                      help="binarise images: a fresh draw each epoch, or x >= 0.5 (default: none)")
+    model = train.add_argument_group("model")
+    model.add_argument("--network", choices=NETWORKS, default="mlp", help="(default: mlp)")
+    model.add_argument("--latent-dim", type=_positive_int, default=20, help="(default: 20)")
+    model.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default="bernoulli",
+                       help="p(x|z) (default: bernoulli)")
+    model.add_argument("--beta", type=_number(0.0, True), default=1.0,
+                       help="weight of the KL term (default: 1)")
+    fit = train.add_argument_group("training")
+    fit.add_argument("--epochs", type=_positive_int, default=30, help="(default: 30)")
+    fit.add_argument("--batch-size", type=_positive_int, default=128, help="(default: 128)")
+    fit.add_argument("--learning-rate", type=_number(0.0, False), default=1e-3,
+                     help="Adam learning rate (default: 0.001)")
+    fit.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    out = train.add_argument_group("output")
+    out.add_argument("--output-dir", help="run folder, new or empty "
+                     "(default: saved_models/<dataset>-<network>-<time>)")
+    out.add_argument("--log-dir", help="TensorBoard log folder (default: <output-dir>/logs)")
+    train.set_defaults(handler=_train)
+    return parser
+
+
+def _run_dir(args) -> Path:
+    if args.output_dir:
+        path = Path(args.output_dir)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ValueError(
+                f"The output folder {str(path)!r} already exists and is not empty; "
+                "choose a new --output-dir (nothing was overwritten)."
+            )
+        return path
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path("saved_models") / f"{args.dataset}-{args.network}-{stamp}"
+    suffix = 1
+    while path.exists():
+        suffix += 1
+        path = Path("saved_models") / f"{args.dataset}-{args.network}-{stamp}-{suffix}"
+    return path
+
+
+def _train(args) -> int:
+    if args.manual_dir and not Path(args.manual_dir).is_dir():
+        raise ValueError(f"--manual-dir {args.manual_dir!r} does not exist or is not a folder.")
+    run_dir = _run_dir(args)
+
+    import keras
+    import numpy as np
+
+    from tfvae import data, networks, plots
+    from tfvae.models import VAE
+
+    binarize = None if args.binarize == "none" else args.binarize
+    source = dict(data_dir=args.data_dir, manual_dir=args.manual_dir, offline=args.offline)
+    train = data.load(args.dataset, args.split, batch_size=args.batch_size, binarize=binarize,
+                      seed=args.seed, **source)
+    validation = data.load(args.dataset, args.validation_split, batch_size=args.batch_size,
+                           binarize=binarize, seed=args.seed + 1, **source)
+    data_shape = tuple(train.element_spec.shape[1:])
+
+    keras.utils.set_random_seed(args.seed)
+    encoder, decoder = networks.build(args.network, data_shape, args.latent_dim, args.likelihood)
+    vae = VAE(encoder, decoder, beta=args.beta, seed=args.seed)
+    vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(args.log_dir) if args.log_dir else run_dir / "logs"
+    history = vae.fit(
+        train,
+        epochs=args.epochs,
+        validation_data=validation,
+        callbacks=[keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)],
+        verbose=2,
+    )
+
+    model_path = run_dir / "model.keras"
+    partial = run_dir / "model.partial.keras"
+    vae.save(partial)
+    os.replace(partial, model_path)
+    config = {key: value for key, value in vars(args).items() if key != "handler"}
+    config.update(data_shape=list(data_shape), log_dir=str(log_dir), versions=_versions())
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    epochs = {key: [float(v) for v in values] for key, values in history.history.items()}
+    (run_dir / "history.json").write_text(json.dumps(epochs, indent=2) + "\n")
+    plots.plot_samples(vae, run_dir / "samples.png", n=64, seed=args.seed)
+    x_show = np.concatenate([batch for batch in validation.take(1).as_numpy_iterator()])[:32]
+    plots.plot_reconstructions(vae, x_show, run_dir / "reconstructions.png")
+
+    elbo = epochs.get("val_elbo", epochs["elbo"])[-1]
+    print(f"validation ELBO {elbo:.2f} nats; wrote {run_dir}/ (model.keras, config.json, "
+          f"history.json, samples.png, reconstructions.png) and TensorBoard logs in {log_dir}/")
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+    import tensorflow_probability as tfp
+
+    from tfvae import __version__
+
+    return {"tfvae": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "tensorflow_probability": tfp.__version__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the `tfvae` command with `argv` (default: `sys.argv[1:]`); returns the exit status."""
+    args = _parser().parse_args(argv)
+    import absl.logging
+
+    # TFDS reports through absl at WARNING level; the command prints its own summary.
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    try:
+        return args.handler(args)
+    except (ValueError, TypeError, OSError) as error:
+        message = " ".join(str(error).split())
+        print(f"tfvae {args.command}: error: {message}", file=sys.stderr)
+        return USAGE_ERROR

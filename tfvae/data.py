@@ -1,0 +1,289 @@
+"""Image data sets for VAEs: TFDS (offline through `manual_dir`) and the embedded digits.
+
+`load` returns a `tf.data` pipeline of float32 images in [0, 1], of shape
+`(batch, height, width, channels)` (or flat with `flatten=True`); `load_arrays`
+returns a whole split as NumPy arrays.
+
+Data sets:
+    "digits": scikit-learn's bundled 8x8 digits (1,797 images), needs no files or
+        network; splits "train" (80%), "test" (20%) and "all".
+    any TFDS image data set ("mnist", "binarized_mnist", "fashion_mnist", "cifar10",
+        ...): prepared by `tensorflow_datasets` into `data_dir`. With `manual_dir`
+        (or the environment variable TFVAE_MANUAL_DIR) TFDS prepares it from the
+        original files in that folder, with no network. `manual_dir` may be the
+        folder that holds the files or its parent, with one sub-folder per data set
+        (`.../data/mnist/train-images-idx3-ubyte.gz`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["load", "load_arrays", "MANUAL_DIR_ENV", "DATA_DIR_ENV", "BINARIZATIONS"]
+
+#: Environment variable naming the folder of original data files (TFDS `manual_dir`).
+MANUAL_DIR_ENV = "TFVAE_MANUAL_DIR"
+#: Environment variable naming where TFDS keeps prepared data sets (default: TFDS's own).
+DATA_DIR_ENV = "TFVAE_DATA_DIR"
+#: Accepted values of `binarize`.
+BINARIZATIONS = (None, "dynamic", "threshold")
+
+_DIGITS_SPLITS = ("train", "test", "all")
+# Data sets whose images are stored as 0/1 rather than 0..255.
+_PIXEL_MAX = {"binarized_mnist": 1.0}
+
+
+def _digits(split: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    if split not in _DIGITS_SPLITS:
+        raise ValueError(
+            f"Unknown split {split!r} for 'digits'. Expected one of: {', '.join(_DIGITS_SPLITS)}."
+        )
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., np.newaxis]
+    labels = digits.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(images))
+    cut = int(0.8 * len(images))
+    index = {"train": order[:cut], "test": order[cut:], "all": order}[split]
+    return images[index], labels[index]
+
+
+def _manual_dir(name: str, manual_dir) -> Path | None:
+    manual_dir = manual_dir or os.environ.get(MANUAL_DIR_ENV) or None
+    if manual_dir is None:
+        return None
+    path = Path(manual_dir).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"The manual_dir {str(path)!r} does not exist or is not a folder.")
+    return path / name if (path / name).is_dir() else path
+
+
+def _expected_files(builder) -> list[str]:
+    try:
+        return sorted({Path(urlparse(url).path).name for url in builder.url_infos or {}})
+    except Exception:  # builders without registered checksums
+        return []
+
+
+def _hosts_resolve(builder) -> bool:
+    try:
+        hosts = {urlparse(url).hostname for url in builder.url_infos or {}}
+    except Exception:
+        return True
+    for host in hosts - {None}:
+        try:
+            socket.getaddrinfo(host, 443)
+        except OSError:
+            return False
+    return True
+
+
+def _tfds_builder(name: str, data_dir, manual_dir, offline: bool):
+    """Returns a prepared TFDS builder, preparing it offline from manual_dir if needed."""
+    import tensorflow_datasets as tfds
+
+    data_dir = data_dir or os.environ.get(DATA_DIR_ENV) or None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ValueError(
+            f"Unknown data set {name!r}. Expected 'digits' or a TensorFlow Datasets image "
+            "data set such as 'mnist', 'binarized_mnist', 'fashion_mnist' or 'cifar10'."
+        ) from None
+    if builder.is_prepared():
+        return builder
+    manual = _manual_dir(name, manual_dir)
+    expected = _expected_files(builder)
+    if manual is not None:
+        present = {p.name for p in manual.iterdir()}
+        missing = [f for f in expected if f not in present]
+        if expected and len(missing) == len(expected):
+            raise ValueError(
+                f"The manual_dir {str(manual)!r} holds none of the files {name!r} is prepared "
+                f"from. Expected: {', '.join(expected)}."
+            )
+        config = tfds.download.DownloadConfig(manual_dir=str(manual), try_download_gcs=False)
+        builder.download_and_prepare(download_config=config)
+        return builder
+    if offline or not _hosts_resolve(builder):
+        files = f" ({', '.join(expected)})" if expected else ""
+        raise ValueError(
+            f"{name!r} is not prepared in {builder.data_dir!r} and cannot be downloaded "
+            f"(offline). Pass manual_dir (--manual-dir) or set {MANUAL_DIR_ENV} to a folder "
+            f"holding its original files{files}."
+        )
+    builder.download_and_prepare()
+    return builder
+
+
+def _tfds_features(name: str, builder) -> tuple[str, str | None]:
+    import tensorflow_datasets as tfds
+
+    features = builder.info.features
+    images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+    if not images:
+        raise ValueError(f"{name!r} is not an image data set: it has no image feature.")
+    image_key = "image" if "image" in images else images[0]
+    label_key = "label" if "label" in features else None
+    return image_key, label_key
+
+
+def _check_split(name: str, builder, split: str) -> None:
+    try:
+        builder.info.splits[split]
+    except (KeyError, ValueError):
+        raise ValueError(
+            f"Unknown split {split!r} for {name!r}. Expected one of: "
+            f"{', '.join(builder.info.splits)} (or a slice such as 'train[:10%]')."
+        ) from None
+
+
+def _source(name, split, data_dir, manual_dir, offline) -> tuple[tf.data.Dataset, float, int]:
+    """Returns ((image, label) dataset of un-scaled images, the pixel maximum, its size)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a data set name. Received: name={name!r}")
+    if name == "digits":
+        images, labels = _digits(split)
+        return tf.data.Dataset.from_tensor_slices((images, labels)), 1.0, len(images)
+    builder = _tfds_builder(name, data_dir, manual_dir, offline)
+    _check_split(name, builder, split)
+    image_key, label_key = _tfds_features(name, builder)
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    size = int(dataset.cardinality())
+
+    def pick(example):
+        label = example[label_key] if label_key else tf.constant(-1, tf.int64)
+        return example[image_key], tf.cast(label, tf.int64)
+
+    return dataset.map(pick, num_parallel_calls=tf.data.AUTOTUNE), _PIXEL_MAX.get(name, 255.0), size
+
+
+def _check_options(batch_size, binarize):
+    if binarize not in BINARIZATIONS:
+        raise ValueError(
+            f"`binarize` must be one of {BINARIZATIONS}. Received: binarize={binarize!r}"
+        )
+    if batch_size is not None and (
+        not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
+    ):
+        raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
+
+
+def load(
+    name: str = "digits",
+    split: str = "train",
+    *,
+    batch_size: int = 128,
+    shuffle: bool | None = None,
+    binarize: str | None = None,
+    flatten: bool = False,
+    with_labels: bool = False,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    offline: bool = False,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Returns a batched, prefetched `tf.data` pipeline of images in [0, 1].
+
+    The decoded images are cached in memory (as stored, e.g. uint8), shuffled each
+    epoch, batched, and then scaled to float32 in [0, 1]; binarisation and
+    flattening happen per batch.
+
+    Args:
+        name: `"digits"` or a TFDS image data set name.
+        split: `"train"`, `"test"`, ... or a TFDS slice such as `"train[:10%]"`.
+        batch_size: examples per batch.
+        shuffle: shuffle each epoch; default True for splits starting with "train".
+        binarize: None, `"dynamic"` (a fresh Bernoulli draw of every pixel each epoch,
+            the usual set-up for Bernoulli likelihoods) or `"threshold"` (x >= 0.5).
+        flatten: give each example as a flat vector.
+        with_labels: yield `(x, label)` instead of `x` (label -1 where there is none).
+        data_dir: where TFDS keeps prepared data (default: $TFVAE_DATA_DIR or TFDS's).
+        manual_dir: folder of the original files, to prepare with no network
+            (default: $TFVAE_MANUAL_DIR).
+        offline: never try to download; fail at once when nothing is prepared.
+        seed: seed of the shuffling and the binarisation.
+
+    Returns:
+        A `tf.data.Dataset` of float32 batches `(batch, H, W, C)` (or `(batch, H*W*C)`).
+
+    Raises:
+        ValueError: for an unknown data set, split or option, a missing manual_dir,
+            or data that is not prepared and cannot be downloaded.
+
+    Example:
+
+    >>> train = tfvae.data.load("mnist", "train", manual_dir="data/", binarize="dynamic")
+    """
+    _check_options(batch_size, binarize)
+    dataset, pixel_max, size = _source(name, split, data_dir, manual_dir, offline)
+    dataset = dataset.cache()
+    if shuffle if shuffle is not None else split.startswith("train"):
+        buffer = size if size > 0 else 10_000
+        dataset = dataset.shuffle(min(buffer, 100_000), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+
+    def scale(images, labels):
+        return tf.cast(images, tf.float32) / pixel_max, labels
+
+    dataset = dataset.map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+    if binarize == "dynamic":
+        noise_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+        def draw(element, noise_seed):
+            images, labels = element
+            uniform = tf.random.stateless_uniform(tf.shape(images), seed=noise_seed)
+            return tf.cast(uniform < images, tf.float32), labels
+
+        dataset = tf.data.Dataset.zip(dataset, noise_seeds).map(
+            draw, num_parallel_calls=tf.data.AUTOTUNE
+        )
+    elif binarize == "threshold":
+        dataset = dataset.map(lambda x, y: (tf.cast(x >= 0.5, tf.float32), y))
+    if flatten:
+        dataset = dataset.map(lambda x, y: (tf.reshape(x, (tf.shape(x)[0], -1)), y))
+    if not with_labels:
+        dataset = dataset.map(lambda x, y: x)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def load_arrays(
+    name: str = "digits",
+    split: str = "train",
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    offline: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns a whole split as `(images, labels)` NumPy arrays.
+
+    Args:
+        name, split, data_dir, manual_dir, offline: as in `load`.
+
+    Returns:
+        `images`, float32 in [0, 1] of shape `(n, H, W, C)`, and `labels`, int64 of
+        shape `(n,)` (-1 where the data set has no labels).
+
+    Raises:
+        ValueError: as in `load`.
+
+    Example:
+
+    >>> x_test, y_test = tfvae.data.load_arrays("mnist", "test", manual_dir="data/")
+    """
+    dataset, pixel_max, size = _source(name, split, data_dir, manual_dir, offline)
+    batch = max(size, 1) if size > 0 else 100_000
+    images, labels = [], []
+    for x, y in dataset.batch(batch).as_numpy_iterator():
+        images.append(x)
+        labels.append(y)
+    if not images:
+        raise ValueError(f"The split {split!r} of {name!r} is empty.")
+    return (np.concatenate(images).astype(np.float32) / pixel_max), np.concatenate(labels)

@@ -1,0 +1,356 @@
+"""The variational autoencoder, trained with `model.fit`.
+
+    ELBO(x) = E_q(z|x)[log p(x|z)] - KL(q(z|x) || p(z)) = -(distortion + rate)
+    loss(x) = distortion + beta * rate
+
+`VAE.loss_terms` computes the per-example terms; it is the one method that variants
+override. `train_step` and `test_step` are written once, here.
+
+References:
+    Kingma, D. P. & Welling, M. (2014). Auto-Encoding Variational Bayes. ICLR.
+    Higgins, I. et al. (2017). beta-VAE: Learning Basic Visual Concepts with a
+        Constrained Variational Framework. ICLR.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import losses
+from tfvae.layers import DistributionLayer
+from tfvae.priors import Prior, StandardNormal
+from tfvae.validation import check_array, check_dataset, reraise_input_errors
+
+tfd = tfp.distributions
+
+__all__ = ["VAE"]
+
+
+def _output_layer(model: keras.Model, role: str) -> DistributionLayer:
+    """Returns the layer that produces `model`'s output, checking it is a distribution layer."""
+    if not isinstance(model, keras.Model) or not getattr(model, "outputs", None):
+        raise TypeError(
+            f"The {role} must be a built Keras functional (or Sequential) model. "
+            f"Received: {type(model).__name__}"
+        )
+    if len(model.outputs) != 1:
+        raise ValueError(f"The {role} must have one output. Received: {len(model.outputs)}")
+    layer = model.outputs[0]._keras_history.operation
+    if not isinstance(layer, DistributionLayer):
+        raise TypeError(
+            f"The {role} must end in a tfvae distribution layer (such as "
+            "tfvae.layers.MultivariateNormalDiag or IndependentBernoulli). "
+            f"Received: its last layer is {type(layer).__name__} {layer.name!r}"
+        )
+    return layer
+
+
+def _check_beta(beta) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating, np.integer)):
+        raise TypeError(f"`beta` must be a number. Received: beta={beta!r}")
+    if not math.isfinite(beta) or beta < 0:
+        raise ValueError(f"`beta` must be a finite number >= 0. Received: beta={beta!r}")
+    return float(beta)
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class VAE(keras.Model):
+    """A VAE made of a functional encoder q(z|x), a decoder p(x|z) and a prior p(z).
+
+    The encoder ends in a layer that returns the posterior distribution (such as
+    `tfvae.layers.MultivariateNormalDiag`); the decoder ends in a likelihood layer
+    (such as `tfvae.layers.IndependentBernoulli`). The rate is TFP's registered
+    analytic KL where one exists, a one-sample Monte-Carlo estimate otherwise.
+
+    Metrics (per example, in nats, reset each epoch): `loss` (distortion + beta*rate),
+    `distortion` (-log p(x|z)), `rate` (KL) and `elbo` (-(distortion + rate)).
+
+    Args:
+        encoder: functional model mapping x to q(z|x).
+        decoder: functional model mapping z to p(x|z).
+        prior: a `tfvae.priors.Prior` layer; default `StandardNormal(latent_dim)`.
+        beta: weight of the rate in the loss, >= 0. Stored in the non-trainable
+            variable `vae.beta`, so schedules can change it without retracing.
+        seed: seed of the posterior sampling during training, or None.
+        **kwargs: standard `keras.Model` arguments (`name`, ...).
+
+    Raises:
+        TypeError: if the encoder or decoder does not end in a distribution layer,
+            or the prior is not a `tfvae.priors.Prior`.
+        ValueError: if their shapes do not fit together, or `beta` is negative.
+
+    Example:
+
+    >>> encoder = tfvae.networks.mlp_encoder((28, 28, 1), latent_dim=20)
+    >>> decoder = tfvae.networks.mlp_decoder(20, (28, 28, 1), likelihood="bernoulli")
+    >>> vae = tfvae.VAE(encoder, decoder)
+    >>> vae.compile(optimizer=keras.optimizers.Adam(1e-3))
+    >>> vae.fit(x_train, epochs=5, validation_data=x_test)
+    """
+
+    #: Names of the per-example terms `loss_terms` returns, each tracked as a metric.
+    term_names: tuple[str, ...] = ("loss", "distortion", "rate", "elbo")
+
+    def __init__(self, encoder, decoder, prior=None, beta: float = 1.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        _output_layer(encoder, "encoder")
+        self.likelihood = _output_layer(decoder, "decoder")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.data_shape = tuple(encoder.inputs[0].shape[1:])
+        self.latent_dim = int(encoder.outputs[0].shape[-1])
+        if tuple(decoder.inputs[0].shape[1:]) != (self.latent_dim,):
+            raise ValueError(
+                f"The decoder must take z of shape (batch, {self.latent_dim}), the encoder's "
+                f"latent size. Received: decoder input shape={tuple(decoder.inputs[0].shape)}"
+            )
+        if tuple(decoder.outputs[0].shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"The decoder's likelihood must be over data of shape {self.data_shape}, the "
+                f"encoder's input. Received: event shape={tuple(decoder.outputs[0].shape[1:])}"
+            )
+        if prior is None:
+            prior = StandardNormal(self.latent_dim, name="prior")
+        if not isinstance(prior, Prior):
+            raise TypeError(
+                "`prior` must be a tfvae.priors.Prior layer (such as StandardNormal). "
+                f"Received: {type(prior).__name__}"
+            )
+        if prior.latent_dim != self.latent_dim:
+            raise ValueError(
+                f"The prior is over {prior.latent_dim} dimensions but the encoder's latent "
+                f"size is {self.latent_dim}."
+            )
+        self.prior = prior
+        self.seed = seed
+        self.beta = self.add_weight(
+            name="beta",
+            shape=(),
+            initializer=keras.initializers.Constant(_check_beta(beta)),
+            trainable=False,
+        )
+        self._noise = keras.random.SeedGenerator(seed, name="posterior_noise")
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in self.term_names}
+        # Every weight exists now; marking the model built means `.keras` files and
+        # exports carry all of them, even when it is only ever trained by `fit`.
+        self.build((None,) + self.data_shape)
+
+    def build(self, input_shape=None):
+        self.prior.build()
+        self.built = True
+
+    # ------------------------------------------------------------------ inference
+    def call(self, x, training=False):
+        """Returns the mean of p(x|z) at z = the posterior mean: a deterministic reconstruction."""
+        posterior = self.encoder(x, training=training)
+        return self.decoder(posterior.mean(), training=training).mean()
+
+    def _checked(self, x, name="x"):
+        if tf.executing_eagerly() and not isinstance(x, keras.KerasTensor):
+            return check_array(x, self.data_shape, self.likelihood.support, name)
+        return x
+
+    def encode(self, x) -> tfd.Distribution:
+        """Returns the posterior q(z|x) for a batch `x` of shape `(batch, *data_shape)`.
+
+        Raises:
+            ValueError / TypeError: for data of the wrong shape, type or range.
+        """
+        return self.encoder(self._checked(x))
+
+    def decode(self, z) -> tfd.Distribution:
+        """Returns the likelihood p(x|z) for latents `z` of shape `(batch, latent_dim)`.
+
+        Raises:
+            ValueError / TypeError: for latents of the wrong shape or type.
+        """
+        if tf.executing_eagerly():
+            z = check_array(z, (self.latent_dim,), None, "z")
+        return self.decoder(z)
+
+    def reconstruct(self, x) -> tf.Tensor:
+        """Returns the mean of p(x|z) at the posterior mean of each example of `x`."""
+        return self(self._checked(x))
+
+    def sample(self, n: int, seed=None, output: str = "mean") -> tf.Tensor:
+        """Draws `n` examples: z from the prior, then x through the decoder.
+
+        Args:
+            n: number of examples, >= 1.
+            seed: optional seed of the draws (an int).
+            output: `"mean"` for the mean of p(x|z) (what one plots) or `"sample"`
+                for a draw from p(x|z).
+
+        Returns:
+            A float32 tensor of shape `(n, *data_shape)`.
+
+        Raises:
+            ValueError: if `n < 1` or `output` is unknown.
+        """
+        if output not in ("mean", "sample"):
+            raise ValueError(f'`output` must be "mean" or "sample". Received: output={output!r}')
+        if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n < 1:
+            raise ValueError(f"`n` must be >= 1. Received: n={n}")
+        z = self.prior.distribution().sample(n, seed=seed)
+        likelihood = self.decoder(z)
+        if output == "mean":
+            return likelihood.mean()
+        return tf.cast(likelihood.sample(seed=seed), tf.float32)
+
+    # ------------------------------------------------------------------ objective
+    def _posterior_seed(self) -> tf.Tensor:
+        return tf.cast(self._noise.next(), tf.int32)
+
+    def loss_terms(self, x, training: bool = False) -> dict[str, tf.Tensor]:
+        """Returns the per-example terms of the objective, each of shape `(batch,)`.
+
+        The one extension point of the VAE family: a variant overrides this method and
+        returns the same keys (`loss` is what is minimised), plus any of its own listed
+        in `term_names`.
+
+        Args:
+            x: a float32 batch of data.
+            training: passed to the encoder and decoder.
+
+        Returns:
+            A dict with `loss`, `distortion`, `rate` and `elbo`, in nats.
+        """
+        posterior = self.encoder(x, training=training)
+        z = posterior.sample(seed=self._posterior_seed())
+        likelihood = self.decoder(z, training=training)
+        distortion = losses.distortion(likelihood, x)
+        rate = losses.rate(posterior, self.prior.distribution(), z)
+        return {
+            "loss": distortion + self.beta * rate,
+            "distortion": distortion,
+            "rate": rate,
+            "elbo": -(distortion + rate),
+        }
+
+    @staticmethod
+    def _data_x(data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return tf.cast(x, tf.float32)
+
+    def _record(self, terms):
+        for name, tracker in self._trackers.items():
+            tracker.update_state(terms[name])
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
+
+    def train_step(self, data):
+        x = self._data_x(data)
+        with tf.GradientTape() as tape:
+            terms = self.loss_terms(x, training=True)
+            loss = tf.reduce_mean(terms["loss"])
+            if self.losses:
+                loss += tf.add_n(self.losses)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._record(terms)
+
+    def test_step(self, data):
+        return self._record(self.loss_terms(self._data_x(data), training=False))
+
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
+
+    # ------------------------------------------------------------------ Keras API
+    def compile(self, optimizer="adam", loss=None, **kwargs):
+        """Configures training; the loss is the model's own, so `loss` must stay None.
+
+        Args:
+            optimizer: a Keras optimizer or its name (default Adam, learning rate 1e-3).
+            loss: must be None.
+            **kwargs: other `keras.Model.compile` arguments (`jit_compile`,
+                `steps_per_execution`, ...).
+
+        Raises:
+            ValueError: if a `loss` is given.
+        """
+        if loss is not None:
+            raise ValueError(
+                "A VAE computes its own loss (distortion + beta * rate); do not pass "
+                f"`loss` to compile(). Received: loss={loss!r}"
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model as saved, with its optimizer state (for `.keras` files)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        self.optimizer.build(self.trainable_variables)
+
+    def _checked_data(self, data, name):
+        if data is None:
+            return None
+        support = self.likelihood.support
+        if isinstance(data, tf.data.Dataset):
+            return check_dataset(data, self.data_shape, support, name)
+        if isinstance(data, keras.utils.PyDataset) or callable(getattr(data, "__next__", None)):
+            return data
+        if isinstance(data, tuple):
+            return (check_array(data[0], self.data_shape, support, name),) + data[1:]
+        return check_array(data, self.data_shape, support, name)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, with the data checked first (see `tfvae.validation`).
+
+        Raises:
+            ValueError / TypeError: for data of the wrong shape, type or range, with
+                NaN or Inf, or empty (also when a dataset batch goes wrong mid-epoch).
+        """
+        x = self._checked_data(x, "x")
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)  # a dataset shuffles itself
+        if kwargs.get("validation_data") is not None:
+            kwargs["validation_data"] = self._checked_data(
+                kwargs["validation_data"], "validation_data"
+            )
+        with reraise_input_errors():
+            history = super().fit(x, y, *args, **kwargs)
+        epochs = kwargs.get("epochs", args[1] if len(args) > 1 else 1)
+        if not history.history and epochs > kwargs.get("initial_epoch", 0):
+            raise ValueError("`x` is empty: the dataset yielded no batches, so nothing was trained.")
+        return history
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate`, with the data checked first."""
+        x = self._checked_data(x, "x")
+        with reraise_input_errors():
+            result = super().evaluate(x, y, *args, **kwargs)
+        if result is None or (hasattr(result, "__len__") and len(result) == 0):
+            raise ValueError("`x` is empty: the dataset yielded no batches to evaluate.")
+        return result
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict` (reconstruction means), with the data checked first."""
+        x = self._checked_data(x, "x")
+        if isinstance(x, tf.data.Dataset) and int(x.cardinality()) < 0:
+            with reraise_input_errors():
+                if not any(True for _ in x.take(1)):
+                    raise ValueError("`x` is empty: the dataset yields no batches.")
+        with reraise_input_errors():
+            return super().predict(x, *args, **kwargs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "prior": keras.saving.serialize_keras_object(self.prior),
+            "beta": float(keras.ops.convert_to_numpy(self.beta)),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = copy.deepcopy(config)  # Keras' deserialiser consumes nested dicts
+        for key in ("encoder", "decoder", "prior"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

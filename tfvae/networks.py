@@ -1,0 +1,259 @@
+"""Builders of named Keras functional encoders and decoders.
+
+Encoders map x of any shape to q(z|x) (`MultivariateNormalDiag`); decoders map z to
+p(x|z) through the likelihood named by a string. The MLP default follows the
+reference architecture 784 -> 512 -> 256 -> 20 (and back).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+
+from tfvae.layers import MultivariateNormalDiag, _event_shape_tuple, likelihood_layer
+
+__all__ = ["mlp_encoder", "mlp_decoder", "conv_encoder", "conv_decoder", "build"]
+
+
+def _positive_ints(values, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise ValueError(f"`{name}` must be a non-empty sequence of positive integers.")
+    return values
+
+
+def _check_latent_dim(latent_dim) -> int:
+    if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
+        raise ValueError(
+            f"`latent_dim` must be a positive integer. Received: latent_dim={latent_dim!r}"
+        )
+    return latent_dim
+
+
+def _image_shape(shape) -> tuple[int, int, int]:
+    shape = _event_shape_tuple(shape)
+    if len(shape) != 3:
+        raise ValueError(
+            "Convolutional networks need images of shape (height, width, channels). "
+            f"Received: shape={shape}. Add a channel axis for grey images: (28, 28, 1)."
+        )
+    return shape
+
+
+def mlp_encoder(
+    input_shape: Sequence[int],
+    latent_dim: int = 20,
+    hidden_units: Sequence[int] = (512, 256),
+    activation: str = "relu",
+    name: str = "encoder",
+) -> keras.Model:
+    """Returns an MLP encoder x -> q(z|x), flattening x first.
+
+    Args:
+        input_shape: shape of one example, such as `(784,)` or `(28, 28, 1)`.
+        latent_dim: size of z.
+        hidden_units: sizes of the hidden `Dense` layers.
+        activation: their activation.
+        name: the model's name.
+
+    Returns:
+        A functional `keras.Model` whose output is a `tfd.MultivariateNormalDiag`.
+
+    Raises:
+        ValueError: for a bad shape, latent size or hidden sizes.
+
+    Example:
+
+    >>> encoder = mlp_encoder((28, 28, 1), latent_dim=20)
+    >>> q = encoder(x)  # tfd.MultivariateNormalDiag, batch (n,), event (20,)
+    """
+    input_shape = _event_shape_tuple(input_shape)
+    latent_dim = _check_latent_dim(latent_dim)
+    x = inputs = keras.Input(input_shape, name="x")
+    if len(input_shape) > 1:
+        x = keras.layers.Flatten(name="flatten")(x)
+    for i, units in enumerate(_positive_ints(hidden_units, "hidden_units")):
+        x = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(x)
+    params = keras.layers.Dense(MultivariateNormalDiag.params_size(latent_dim), name="params")(x)
+    posterior = MultivariateNormalDiag(latent_dim, name="posterior")(params)
+    return keras.Model(inputs, posterior, name=name)
+
+
+def mlp_decoder(
+    latent_dim: int,
+    output_shape: Sequence[int],
+    hidden_units: Sequence[int] = (256, 512),
+    likelihood: str = "bernoulli",
+    activation: str = "relu",
+    name: str = "decoder",
+) -> keras.Model:
+    """Returns an MLP decoder z -> p(x|z).
+
+    Args:
+        latent_dim: size of z.
+        output_shape: shape of one example.
+        hidden_units: sizes of the hidden `Dense` layers.
+        likelihood: `"bernoulli"`, `"continuous_bernoulli"`, `"gaussian"` or
+            `"gaussian_learned_scale"`.
+        activation: activation of the hidden layers.
+        name: the model's name.
+
+    Returns:
+        A functional `keras.Model` whose output is p(x|z) with event shape `output_shape`.
+
+    Raises:
+        ValueError: for a bad shape, latent size, hidden sizes or likelihood name.
+
+    Example:
+
+    >>> decoder = mlp_decoder(20, (28, 28, 1), likelihood="bernoulli")
+    """
+    output_shape = _event_shape_tuple(output_shape)
+    likelihood_out = likelihood_layer(likelihood, output_shape)
+    z = inputs = keras.Input((_check_latent_dim(latent_dim),), name="z")
+    for i, units in enumerate(_positive_ints(hidden_units, "hidden_units")):
+        z = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(z)
+    params = keras.layers.Dense(math.prod(output_shape), name="params")(z)
+    return keras.Model(inputs, likelihood_out(params), name=name)
+
+
+def conv_encoder(
+    input_shape: Sequence[int],
+    latent_dim: int = 20,
+    filters: Sequence[int] = (32, 64),
+    dense_units: int = 256,
+    name: str = "encoder",
+) -> keras.Model:
+    """Returns a convolutional encoder for images of shape (H, W, C).
+
+    Each entry of `filters` is a 3x3 convolution with stride 2 (halving H and W),
+    followed by a dense layer and the posterior parameters.
+
+    Args:
+        input_shape: `(height, width, channels)`.
+        latent_dim: size of z.
+        filters: channels of the strided convolutions.
+        dense_units: size of the dense layer after them.
+        name: the model's name.
+
+    Returns:
+        A functional `keras.Model` whose output is a `tfd.MultivariateNormalDiag`.
+
+    Raises:
+        ValueError: for a shape that is not 3-D, or bad sizes.
+
+    Example:
+
+    >>> encoder = conv_encoder((32, 32, 3), latent_dim=64)
+    """
+    input_shape = _image_shape(input_shape)
+    latent_dim = _check_latent_dim(latent_dim)
+    x = inputs = keras.Input(input_shape, name="x")
+    for i, channels in enumerate(_positive_ints(filters, "filters")):
+        x = keras.layers.Conv2D(
+            channels, 3, strides=2, padding="same", activation="relu", name=f"conv_{i}"
+        )(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(_positive_ints([dense_units], "dense_units")[0], "relu", name="hidden")(x)
+    params = keras.layers.Dense(MultivariateNormalDiag.params_size(latent_dim), name="params")(x)
+    posterior = MultivariateNormalDiag(latent_dim, name="posterior")(params)
+    return keras.Model(inputs, posterior, name=name)
+
+
+def conv_decoder(
+    latent_dim: int,
+    output_shape: Sequence[int],
+    filters: Sequence[int] = (64, 32),
+    dense_units: int = 256,
+    likelihood: str = "bernoulli",
+    name: str = "decoder",
+) -> keras.Model:
+    """Returns a convolutional decoder z -> p(x|z) for images of shape (H, W, C).
+
+    A dense layer makes a small feature map; each entry of `filters` is a 3x3
+    transposed convolution with stride 2 (doubling H and W); a last convolution
+    gives one parameter per pixel and channel. Sizes that are not multiples of
+    `2 ** len(filters)` are cropped to (H, W).
+
+    Args:
+        latent_dim: size of z.
+        output_shape: `(height, width, channels)`.
+        filters: channels of the transposed convolutions.
+        dense_units: size of the first dense layer.
+        likelihood: name of the likelihood (see `mlp_decoder`).
+        name: the model's name.
+
+    Returns:
+        A functional `keras.Model` whose output is p(x|z) with event shape `output_shape`.
+
+    Raises:
+        ValueError: for a shape that is not 3-D, bad sizes or an unknown likelihood.
+
+    Example:
+
+    >>> decoder = conv_decoder(64, (32, 32, 3), likelihood="gaussian_learned_scale")
+    """
+    height, width, channels = _image_shape(output_shape)
+    likelihood_out = likelihood_layer(likelihood, (height, width, channels))
+    filters = _positive_ints(filters, "filters")
+    factor = 2 ** len(filters)
+    start_h, start_w = math.ceil(height / factor), math.ceil(width / factor)
+    z = inputs = keras.Input((_check_latent_dim(latent_dim),), name="z")
+    x = keras.layers.Dense(_positive_ints([dense_units], "dense_units")[0], "relu", name="hidden")(z)
+    x = keras.layers.Dense(start_h * start_w * filters[0], "relu", name="project")(x)
+    x = keras.layers.Reshape((start_h, start_w, filters[0]), name="reshape")(x)
+    for i, units in enumerate(filters):
+        x = keras.layers.Conv2DTranspose(
+            units, 3, strides=2, padding="same", activation="relu", name=f"deconv_{i}"
+        )(x)
+    extra_h, extra_w = start_h * factor - height, start_w * factor - width
+    if extra_h or extra_w:
+        x = keras.layers.Cropping2D(((0, extra_h), (0, extra_w)), name="crop")(x)
+    params = keras.layers.Conv2D(channels, 3, padding="same", name="params")(x)
+    return keras.Model(inputs, likelihood_out(params), name=name)
+
+
+#: Network names accepted by `build` and the CLI.
+NETWORKS = ("mlp", "conv")
+
+
+def build(
+    network: str,
+    data_shape: Sequence[int],
+    latent_dim: int = 20,
+    likelihood: str = "bernoulli",
+) -> tuple[keras.Model, keras.Model]:
+    """Returns a matching `(encoder, decoder)` pair with default sizes.
+
+    Args:
+        network: `"mlp"` or `"conv"`.
+        data_shape: shape of one example.
+        latent_dim: size of z.
+        likelihood: name of the likelihood.
+
+    Returns:
+        `(encoder, decoder)`, functional models named "encoder" and "decoder".
+
+    Raises:
+        ValueError: for an unknown network, or arguments the builders refuse.
+
+    Example:
+
+    >>> encoder, decoder = build("conv", (28, 28, 1), latent_dim=16)
+    """
+    if network == "mlp":
+        return (
+            mlp_encoder(data_shape, latent_dim),
+            mlp_decoder(latent_dim, data_shape, likelihood=likelihood),
+        )
+    if network == "conv":
+        return (
+            conv_encoder(data_shape, latent_dim),
+            conv_decoder(latent_dim, data_shape, likelihood=likelihood),
+        )
+    raise ValueError(f"Unknown network {network!r}. Expected one of: {', '.join(NETWORKS)}.")

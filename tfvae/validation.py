@@ -1,0 +1,204 @@
+"""Checks of user data before it reaches a model: type, shape, emptiness, finiteness, range.
+
+Arrays are checked at once, in NumPy. A `tf.data.Dataset` is checked statically from
+its `element_spec` and then batch by batch, through a `map` that asserts on each
+batch; `reraise_input_errors` turns those assertion failures into one-line
+`ValueError`s instead of TensorFlow stack traces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["check_array", "check_dataset", "reraise_input_errors"]
+
+_MARKER = "tfvae input check: "
+
+
+def _fmt_interval(support) -> str:
+    return f"[{support[0]:g}, {support[1]:g}]"
+
+
+def _expected(shape: tuple) -> str:
+    return "(batch, " + ", ".join(str(d) for d in shape) + ")"
+
+
+def check_array(
+    x,
+    expected_shape: tuple[int, ...],
+    support: tuple[float, float] | None = None,
+    name: str = "x",
+) -> np.ndarray:
+    """Checks a batch of examples and returns it as a float32 NumPy array.
+
+    Args:
+        x: array-like of shape `(batch, *expected_shape)`: NumPy, a tensor or lists.
+        expected_shape: the shape of one example.
+        support: `(low, high)` that every value must lie in, or None.
+        name: what to call `x` in error messages.
+
+    Returns:
+        `x` as a float32 `np.ndarray`.
+
+    Raises:
+        TypeError: if `x` does not hold numbers.
+        ValueError: if `x` has the wrong shape, is empty, holds NaN or Inf, or lies
+            outside `support`.
+
+    Example:
+
+    >>> check_array(images / 255.0, (28, 28, 1), support=(0.0, 1.0))
+    """
+    try:
+        array = np.asarray(x)
+    except Exception as error:  # ragged lists and the like
+        raise TypeError(f"`{name}` must be an array of numbers. Received: {error}") from None
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    ) or np.iscomplexobj(array):
+        raise TypeError(
+            f"`{name}` must hold real numbers (float, int or bool). "
+            f"Received: dtype={array.dtype}"
+        )
+    expected = tuple(expected_shape)
+    if array.shape[1:] != expected:
+        hint = ""
+        if array.ndim >= 1 and array[:1].size == int(np.prod(expected)):
+            hint = " It has the right number of values per example: reshape it."
+        raise ValueError(
+            f"`{name}` must have shape {_expected(expected)}. "
+            f"Received: shape={array.shape}.{hint}"
+        )
+    if array.shape[0] == 0:
+        raise ValueError(f"`{name}` is empty: it holds 0 examples of shape {expected}.")
+    array = array.astype(np.float32, copy=False)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        raise ValueError(
+            f"`{name}` holds {len(bad)} NaN or Inf value(s), the first in example "
+            f"{bad[0][0]}; expected finite numbers."
+        )
+    if support is not None:
+        low, high = float(array.min()), float(array.max())
+        if low < support[0] or high > support[1]:
+            hint = " Scale images to [0, 1], e.g. x / 255." if high > 1.0 else ""
+            raise ValueError(
+                f"`{name}` holds values in [{low:g}, {high:g}], but the likelihood needs "
+                f"values in {_fmt_interval(support)}.{hint}"
+            )
+    return array
+
+
+def _x_of(element):
+    return element[0] if isinstance(element, tuple) else element
+
+
+def check_dataset(
+    dataset: tf.data.Dataset,
+    expected_shape: tuple[int, ...],
+    support: tuple[float, float] | None = None,
+    name: str = "x",
+) -> tf.data.Dataset:
+    """Checks a batched dataset's spec now, and returns it with a check on every batch.
+
+    The dataset yields `x` or a tuple whose first item is `x` (such as `(x, y)`).
+    The returned dataset yields the same with `x` cast to float32, after asserting
+    that each batch has the expected shape, finite values and values in `support`.
+    Wrap the code that iterates it in `reraise_input_errors()`.
+
+    Args:
+        dataset: a batched `tf.data.Dataset`.
+        expected_shape: the shape of one example.
+        support: `(low, high)` that every value must lie in, or None.
+        name: what to call the data in error messages.
+
+    Returns:
+        The checked `tf.data.Dataset`.
+
+    Raises:
+        TypeError: if the elements are not numeric tensors.
+        ValueError: if the static shape is wrong, the dataset is not batched, or it
+            is known to be empty.
+    """
+    spec = _x_of(dataset.element_spec)
+    if not isinstance(spec, tf.TensorSpec):
+        raise TypeError(
+            f"`{name}` must yield tensors, or tuples whose first item is the data tensor. "
+            f"Received: element_spec={dataset.element_spec}"
+        )
+    if not (spec.dtype.is_floating or spec.dtype.is_integer or spec.dtype == tf.bool):
+        raise TypeError(
+            f"`{name}` must hold real numbers (float, int or bool). Received: dtype={spec.dtype.name}"
+        )
+    expected = tuple(expected_shape)
+    shape = spec.shape
+    if shape.rank is not None:
+        if tuple(shape) == expected:
+            raise ValueError(
+                f"`{name}` yields single examples of shape {expected}; batch it first "
+                f"(dataset.batch(128)). Expected batches of shape {_expected(expected)}."
+            )
+        if not shape.is_compatible_with((None,) + expected):
+            raise ValueError(
+                f"`{name}` must yield batches of shape {_expected(expected)}. "
+                f"Received: element shape={tuple(shape)}"
+            )
+    if int(dataset.cardinality()) == 0:
+        raise ValueError(f"`{name}` is empty: the dataset yields no batches.")
+
+    def check(*element):
+        x = element[0]
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(x)[1:],
+                tf.constant(expected, tf.int32),
+                message=f"{_MARKER}`{name}` must yield batches of shape {_expected(expected)}; "
+                "a batch had another shape",
+            ),
+        ]
+        x = tf.cast(x, tf.float32)
+        checks.append(
+            tf.debugging.assert_equal(
+                tf.reduce_all(tf.math.is_finite(x)),
+                True,
+                message=f"{_MARKER}`{name}` holds NaN or Inf values; expected finite numbers",
+            )
+        )
+        if support is not None:
+            inside = tf.logical_and(tf.reduce_all(x >= support[0]), tf.reduce_all(x <= support[1]))
+            checks.append(
+                tf.debugging.assert_equal(
+                    inside,
+                    True,
+                    message=f"{_MARKER}`{name}` holds values outside {_fmt_interval(support)}, "
+                    "which the likelihood needs (scale images to [0, 1], e.g. x / 255)",
+                )
+            )
+        with tf.control_dependencies(checks):
+            x = tf.identity(x)
+        return (x,) + element[1:] if len(element) > 1 else x
+
+    return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+@contextlib.contextmanager
+def reraise_input_errors() -> Iterator[None]:
+    """Turns a failed `check_dataset` assertion into a one-line `ValueError`.
+
+    Raises:
+        ValueError: with the assertion's message, instead of the TensorFlow error.
+    """
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        found = re.search(re.escape(_MARKER) + r"([^\n]*)", error.message or "")
+        if not found:
+            raise
+        message = found.group(1).split(". Condition x == y")[0].strip()
+        raise ValueError(message.rstrip(".") + ".") from None
