@@ -19,7 +19,8 @@ REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "ruff>=0.6"],
+    # nbclient, nbformat and ipykernel execute the notebooks in the suite.
+    "test": ["pytest>=8", "ruff>=0.6", "nbclient", "nbformat", "ipykernel"],
 }
 
 setup(

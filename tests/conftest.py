@@ -26,8 +26,10 @@ def shared_data() -> Path:
     """The folder of original data files (../shared/data); skips where it is absent."""
     path = _shared_data()
     if path is None:
-        pytest.skip("../shared/data (real MNIST files) is not next to this checkout; "
-                    "set TFVAE_SHARED_DATA to its path to run this test")
+        pytest.skip(
+            "../shared/data (real MNIST files) is not next to this checkout; "
+            "set TFVAE_SHARED_DATA to its path to run this test"
+        )
     return path
 
 

@@ -94,7 +94,9 @@ def test_normal_fixed_scale_has_no_weights_and_learned_scale_has_one_per_element
     learned = layers.IndependentNormal((3, 2), scale="learned")
     learned.build((None, 6))
     assert [tuple(w.shape) for w in learned.trainable_weights] == [(3, 2)]
-    np.testing.assert_allclose(learned(np.zeros((2, 6), np.float32)).stddev(), 1.0 + 1e-3, rtol=1e-4)
+    np.testing.assert_allclose(
+        learned(np.zeros((2, 6), np.float32)).stddev(), 1.0 + 1e-3, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("scale", [0, -1.0, "fixed", None])

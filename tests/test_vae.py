@@ -166,24 +166,37 @@ def fitted():
 @pytest.mark.parametrize(
     "x,error,message",
     [
-        (np.zeros((10, 64), np.float32), ValueError,
-         r"`x` must have shape \(batch, 8, 8, 1\). Received: shape=\(10, 64\). .*reshape it"),
+        (
+            np.zeros((10, 64), np.float32),
+            ValueError,
+            r"`x` must have shape \(batch, 8, 8, 1\). Received: shape=\(10, 64\). .*reshape it",
+        ),
         (np.zeros((10, 8, 8), np.float32), ValueError, r"Received: shape=\(10, 8, 8\)"),
         (np.array([["a"] * 64] * 2).reshape(2, 8, 8, 1), TypeError, "real numbers.*dtype=<U1"),
         (np.zeros((0, 8, 8, 1), np.float32), ValueError, "`x` is empty: it holds 0 examples"),
-        (np.where(np.eye(64)[:10].reshape(10, 8, 8, 1) > 0, np.nan, 0.5), ValueError,
-         r"holds 10 NaN or Inf value\(s\), the first in example 0"),
-        (np.full((10, 8, 8, 1), 255.0), ValueError,
-         r"values in \[255, 255\], but the likelihood needs values in \[0, 1\]. .*x / 255"),
+        (
+            np.where(np.eye(64)[:10].reshape(10, 8, 8, 1) > 0, np.nan, 0.5),
+            ValueError,
+            r"holds 10 NaN or Inf value\(s\), the first in example 0",
+        ),
+        (
+            np.full((10, 8, 8, 1), 255.0),
+            ValueError,
+            r"values in \[255, 255\], but the likelihood needs values in \[0, 1\]. .*x / 255",
+        ),
         (np.full((10, 8, 8, 1), -0.5), ValueError, r"values in \[-0.5, -0.5\]"),
     ],
 )
 def test_bad_arrays_give_clear_errors_everywhere(x, error, message):
     vae = fitted()
     weights = [w.numpy() for w in vae.weights]
-    for call in (lambda: vae.fit(x, epochs=1, verbose=0), lambda: vae.evaluate(x, verbose=0),
-                 lambda: vae.predict(x, verbose=0), lambda: vae.encode(x),
-                 lambda: vae.reconstruct(x)):
+    for call in (
+        lambda: vae.fit(x, epochs=1, verbose=0),
+        lambda: vae.evaluate(x, verbose=0),
+        lambda: vae.predict(x, verbose=0),
+        lambda: vae.encode(x),
+        lambda: vae.reconstruct(x),
+    ):
         with pytest.raises(error, match=message):
             call()
     for before, after in zip(weights, vae.weights):
@@ -194,8 +207,12 @@ def test_bad_validation_data_and_latents():
     vae = fitted()
     good = np.full((8, 8, 8, 1), 0.5, np.float32)
     with pytest.raises(ValueError, match="`validation_data` holds 1 NaN"):
-        vae.fit(good, validation_data=(np.where(np.arange(512).reshape(8, 8, 8, 1) == 3, np.nan,
-                                                0.5),), epochs=1, verbose=0)
+        vae.fit(
+            good,
+            validation_data=(np.where(np.arange(512).reshape(8, 8, 8, 1) == 3, np.nan, 0.5),),
+            epochs=1,
+            verbose=0,
+        )
     with pytest.raises(ValueError, match=r"`z` must have shape \(batch, 4\)"):
         vae.decode(np.zeros((3, 5), np.float32))
 
@@ -227,10 +244,14 @@ def test_bad_datasets_give_clear_errors():
 @pytest.mark.parametrize(
     "bad_batch,message",
     [
-        (np.where(np.arange(256).reshape(4, 8, 8, 1) == 9, np.nan, 0.5).astype(np.float32),
-         "`x` holds NaN or Inf values; expected finite numbers."),
-        (np.full((4, 8, 8, 1), 7.0, np.float32),
-         r"`x` holds values outside \[0, 1\], which the likelihood needs"),
+        (
+            np.where(np.arange(256).reshape(4, 8, 8, 1) == 9, np.nan, 0.5).astype(np.float32),
+            "`x` holds NaN or Inf values; expected finite numbers.",
+        ),
+        (
+            np.full((4, 8, 8, 1), 7.0, np.float32),
+            r"`x` holds values outside \[0, 1\], which the likelihood needs",
+        ),
     ],
 )
 def test_a_bad_batch_in_the_middle_of_a_dataset_stops_with_a_clear_error(bad_batch, message):
@@ -248,13 +269,16 @@ def test_a_bad_batch_in_the_middle_of_a_dataset_stops_with_a_clear_error(bad_bat
 def test_a_batch_of_another_shape_in_a_ragged_dataset_is_refused():
     vae = fitted()
     gen = tf.data.Dataset.from_generator(
-        lambda: iter([np.full((4, 8, 8, 1), 0.5, np.float32), np.full((4, 8, 7, 1), 0.5, np.float32)]),
+        lambda: iter(
+            [np.full((4, 8, 8, 1), 0.5, np.float32), np.full((4, 8, 7, 1), 0.5, np.float32)]
+        ),
         output_signature=tf.TensorSpec((None, 8, None, 1), tf.float32),
     )
     with pytest.raises(ValueError, match="a batch had another shape"):
         vae.fit(gen, epochs=1, verbose=0)
 
 
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
 def test_an_empty_dataset_of_unknown_size_is_refused():
     vae = fitted()
     empty = tf.data.Dataset.from_tensor_slices(np.zeros((8, 8, 8, 1), np.float32)).batch(4)

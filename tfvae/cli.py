@@ -35,7 +35,9 @@ def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, received {text!r}"
+        ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, received {text!r}")
     return value
@@ -50,7 +52,9 @@ def _number(low: float, inclusive: bool):
         ok = value >= low if inclusive else value > low
         if not (ok and value < float("inf")):
             bound = ">=" if inclusive else ">"
-            raise argparse.ArgumentTypeError(f"expected a number {bound} {low:g}, received {text!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected a number {bound} {low:g}, received {text!r}"
+            )
         return value
 
     return parse
@@ -70,33 +74,59 @@ def _parser() -> argparse.ArgumentParser:
         "history.json, samples.png, reconstructions.png and TensorBoard logs.",
     )
     data = train.add_argument_group("data")
-    data.add_argument("--dataset", default="digits",
-                      help="'digits' (embedded, offline) or a TFDS image data set (default: digits)")
+    data.add_argument(
+        "--dataset",
+        default="digits",
+        help="'digits' (embedded, offline) or a TFDS image data set (default: digits)",
+    )
     data.add_argument("--split", default="train", help="training split (default: train)")
-    data.add_argument("--validation-split", default="test",
-                      help="split for validation and pictures (default: test)")
-    data.add_argument("--manual-dir", help="folder of the original data files, to prepare a "
-                      "TFDS data set with no network (default: $TFVAE_MANUAL_DIR)")
-    data.add_argument("--data-dir", help="where TFDS keeps prepared data (default: $TFVAE_DATA_DIR)")
+    data.add_argument(
+        "--validation-split",
+        default="test",
+        help="split for validation and pictures (default: test)",
+    )
+    data.add_argument(
+        "--manual-dir",
+        help="folder of the original data files, to prepare a "
+        "TFDS data set with no network (default: $TFVAE_MANUAL_DIR)",
+    )
+    data.add_argument(
+        "--data-dir", help="where TFDS keeps prepared data (default: $TFVAE_DATA_DIR)"
+    )
     data.add_argument("--offline", action="store_true", help="never try to download data")
-    data.add_argument("--binarize", choices=("none", "dynamic", "threshold"), default="none",
-                      help="binarise images: a fresh draw each epoch, or x >= 0.5 (default: none)")
+    data.add_argument(
+        "--binarize",
+        choices=("none", "dynamic", "threshold"),
+        default="none",
+        help="binarise images: a fresh draw each epoch, or x >= 0.5 (default: none)",
+    )
     model = train.add_argument_group("model")
     model.add_argument("--network", choices=NETWORKS, default="mlp", help="(default: mlp)")
     model.add_argument("--latent-dim", type=_positive_int, default=20, help="(default: 20)")
-    model.add_argument("--likelihood", choices=sorted(LIKELIHOODS), default="bernoulli",
-                       help="p(x|z) (default: bernoulli)")
-    model.add_argument("--beta", type=_number(0.0, True), default=1.0,
-                       help="weight of the KL term (default: 1)")
+    model.add_argument(
+        "--likelihood",
+        choices=sorted(LIKELIHOODS),
+        default="bernoulli",
+        help="p(x|z) (default: bernoulli)",
+    )
+    model.add_argument(
+        "--beta", type=_number(0.0, True), default=1.0, help="weight of the KL term (default: 1)"
+    )
     fit = train.add_argument_group("training")
     fit.add_argument("--epochs", type=_positive_int, default=30, help="(default: 30)")
     fit.add_argument("--batch-size", type=_positive_int, default=128, help="(default: 128)")
-    fit.add_argument("--learning-rate", type=_number(0.0, False), default=1e-3,
-                     help="Adam learning rate (default: 0.001)")
+    fit.add_argument(
+        "--learning-rate",
+        type=_number(0.0, False),
+        default=1e-3,
+        help="Adam learning rate (default: 0.001)",
+    )
     fit.add_argument("--seed", type=int, default=0, help="(default: 0)")
     out = train.add_argument_group("output")
-    out.add_argument("--output-dir", help="run folder, new or empty "
-                     "(default: saved_models/<dataset>-<network>-<time>)")
+    out.add_argument(
+        "--output-dir",
+        help="run folder, new or empty (default: saved_models/<dataset>-<network>-<time>)",
+    )
     out.add_argument("--log-dir", help="TensorBoard log folder (default: <output-dir>/logs)")
     train.set_defaults(handler=_train)
     return parser
@@ -133,10 +163,22 @@ def _train(args) -> int:
 
     binarize = None if args.binarize == "none" else args.binarize
     source = dict(data_dir=args.data_dir, manual_dir=args.manual_dir, offline=args.offline)
-    train = data.load(args.dataset, args.split, batch_size=args.batch_size, binarize=binarize,
-                      seed=args.seed, **source)
-    validation = data.load(args.dataset, args.validation_split, batch_size=args.batch_size,
-                           binarize=binarize, seed=args.seed + 1, **source)
+    train = data.load(
+        args.dataset,
+        args.split,
+        batch_size=args.batch_size,
+        binarize=binarize,
+        seed=args.seed,
+        **source,
+    )
+    validation = data.load(
+        args.dataset,
+        args.validation_split,
+        batch_size=args.batch_size,
+        binarize=binarize,
+        seed=args.seed + 1,
+        **source,
+    )
     data_shape = tuple(train.element_spec.shape[1:])
 
     keras.utils.set_random_seed(args.seed)
@@ -168,8 +210,10 @@ def _train(args) -> int:
     plots.plot_reconstructions(vae, x_show, run_dir / "reconstructions.png")
 
     elbo = epochs.get("val_elbo", epochs["elbo"])[-1]
-    print(f"validation ELBO {elbo:.2f} nats; wrote {run_dir}/ (model.keras, config.json, "
-          f"history.json, samples.png, reconstructions.png) and TensorBoard logs in {log_dir}/")
+    print(
+        f"validation ELBO {elbo:.2f} nats; wrote {run_dir}/ (model.keras, config.json, "
+        f"history.json, samples.png, reconstructions.png) and TensorBoard logs in {log_dir}/"
+    )
     return 0
 
 
@@ -180,8 +224,12 @@ def _versions() -> dict[str, str]:
 
     from tfvae import __version__
 
-    return {"tfvae": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "tensorflow_probability": tfp.__version__}
+    return {
+        "tfvae": __version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tensorflow_probability": tfp.__version__,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

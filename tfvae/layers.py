@@ -297,9 +297,7 @@ class IndependentNormal(_IndependentLikelihood):
 #: Likelihood names accepted by `likelihood_layer`, the network builders and the CLI.
 LIKELIHOODS = {
     "bernoulli": lambda shape: IndependentBernoulli(shape, name="likelihood"),
-    "continuous_bernoulli": lambda shape: IndependentContinuousBernoulli(
-        shape, name="likelihood"
-    ),
+    "continuous_bernoulli": lambda shape: IndependentContinuousBernoulli(shape, name="likelihood"),
     "gaussian": lambda shape: IndependentNormal(shape, scale=1.0, name="likelihood"),
     "gaussian_learned_scale": lambda shape: IndependentNormal(
         shape, scale="learned", name="likelihood"

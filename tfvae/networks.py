@@ -159,7 +159,9 @@ def conv_encoder(
             channels, 3, strides=2, padding="same", activation="relu", name=f"conv_{i}"
         )(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(_positive_ints([dense_units], "dense_units")[0], "relu", name="hidden")(x)
+    x = keras.layers.Dense(_positive_ints([dense_units], "dense_units")[0], "relu", name="hidden")(
+        x
+    )
     params = keras.layers.Dense(MultivariateNormalDiag.params_size(latent_dim), name="params")(x)
     posterior = MultivariateNormalDiag(latent_dim, name="posterior")(params)
     return keras.Model(inputs, posterior, name=name)
@@ -204,7 +206,9 @@ def conv_decoder(
     factor = 2 ** len(filters)
     start_h, start_w = math.ceil(height / factor), math.ceil(width / factor)
     z = inputs = keras.Input((_check_latent_dim(latent_dim),), name="z")
-    x = keras.layers.Dense(_positive_ints([dense_units], "dense_units")[0], "relu", name="hidden")(z)
+    x = keras.layers.Dense(_positive_ints([dense_units], "dense_units")[0], "relu", name="hidden")(
+        z
+    )
     x = keras.layers.Dense(start_h * start_w * filters[0], "relu", name="project")(x)
     x = keras.layers.Reshape((start_h, start_w, filters[0]), name="reshape")(x)
     for i, units in enumerate(filters):

@@ -58,12 +58,13 @@ def check_array(
         array = np.asarray(x)
     except Exception as error:  # ragged lists and the like
         raise TypeError(f"`{name}` must be an array of numbers. Received: {error}") from None
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ) or np.iscomplexobj(array):
+    if (
+        array.dtype == object
+        or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_)
+        or np.iscomplexobj(array)
+    ):
         raise TypeError(
-            f"`{name}` must hold real numbers (float, int or bool). "
-            f"Received: dtype={array.dtype}"
+            f"`{name}` must hold real numbers (float, int or bool). Received: dtype={array.dtype}"
         )
     expected = tuple(expected_shape)
     if array.shape[1:] != expected:
@@ -71,8 +72,7 @@ def check_array(
         if array.ndim >= 1 and array[:1].size == int(np.prod(expected)):
             hint = " It has the right number of values per example: reshape it."
         raise ValueError(
-            f"`{name}` must have shape {_expected(expected)}. "
-            f"Received: shape={array.shape}.{hint}"
+            f"`{name}` must have shape {_expected(expected)}. Received: shape={array.shape}.{hint}"
         )
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` is empty: it holds 0 examples of shape {expected}.")
@@ -134,7 +134,8 @@ def check_dataset(
         )
     if not (spec.dtype.is_floating or spec.dtype.is_integer or spec.dtype == tf.bool):
         raise TypeError(
-            f"`{name}` must hold real numbers (float, int or bool). Received: dtype={spec.dtype.name}"
+            f"`{name}` must hold real numbers (float, int or bool). "
+            f"Received: dtype={spec.dtype.name}"
         )
     expected = tuple(expected_shape)
     shape = spec.shape

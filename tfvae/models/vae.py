@@ -316,7 +316,9 @@ class VAE(keras.Model):
             history = super().fit(x, y, *args, **kwargs)
         epochs = kwargs.get("epochs", args[1] if len(args) > 1 else 1)
         if not history.history and epochs > kwargs.get("initial_epoch", 0):
-            raise ValueError("`x` is empty: the dataset yielded no batches, so nothing was trained.")
+            raise ValueError(
+                "`x` is empty: the dataset yielded no batches, so nothing was trained."
+            )
         return history
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
