@@ -129,3 +129,123 @@ def test_help_lists_every_flag():
         "--binarize",
     ]:
         assert flag in result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("exports") / "run"
+    result = run("train", "--epochs", "1", "--output-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def test_export_and_sample_round_trip_through_all_three_formats(trained_run, tmp_path):
+    for args in (
+        ["--format", "saved_model"],
+        ["--format", "tflite"],
+        ["--format", "tflite", "--quantize", "float16"],
+    ):
+        result = run("export", str(trained_run), *args)
+        assert result.returncode == 0, result.stderr
+    assert (trained_run / "saved_model" / "saved_model.pb").is_file()
+    assert (trained_run / "model.tflite").stat().st_size > 10_000
+    assert (trained_run / "model.float16.tflite").stat().st_size < (
+        trained_run / "model.tflite"
+    ).stat().st_size
+
+    for source in ("model.keras", "saved_model", "model.tflite", "model.float16.tflite"):
+        out = tmp_path / f"{source}.png"
+        result = run("sample", str(trained_run / source), "-n", "16", "--out", str(out))
+        assert result.returncode == 0, result.stderr
+        image = matplotlib.image.imread(out)
+        assert image.shape[0] >= 4 * 8 and image.std() > 0.05
+
+
+@pytest.mark.parametrize(
+    "make_args,message",
+    [
+        (
+            lambda run_dir, tmp: [
+                "export",
+                str(run_dir),
+                "--format",
+                "tflite",
+                "--quantize",
+                "int4",
+            ],
+            "argument --quantize: invalid choice: 'int4'",
+        ),
+        (
+            lambda run_dir, tmp: [
+                "export",
+                str(run_dir),
+                "--format",
+                "saved_model",
+                "--quantize",
+                "float16",
+            ],
+            "--quantize applies to --format tflite only",
+        ),
+        (lambda run_dir, tmp: ["export", str(tmp), "--format", "tflite"], "No model at"),
+        (
+            lambda run_dir, tmp: ["sample", str(tmp / "noise.tflite"), "--out", str(tmp / "a.png")],
+            "is not a TFLite model",
+        ),
+        (
+            lambda run_dir, tmp: ["sample", str(tmp / "cut.tflite"), "--out", str(tmp / "a.png")],
+            "damaged or truncated TFLite model",
+        ),
+        (
+            lambda run_dir, tmp: ["sample", str(tmp / "saved_model"), "--out", str(tmp / "a.png")],
+            "Could not read the SavedModel",
+        ),
+        (
+            lambda run_dir, tmp: [
+                "sample",
+                str(run_dir / "model.keras"),
+                "--out",
+                str(tmp / "a.jpg"),
+            ],
+            "--out must name a .png file",
+        ),
+        (
+            lambda run_dir, tmp: [
+                "sample",
+                str(run_dir / "model.keras"),
+                "-n",
+                "0",
+                "--out",
+                str(tmp / "a.png"),
+            ],
+            "argument -n: expected a positive integer",
+        ),
+    ],
+)
+def test_bad_export_and_sample_input_gives_one_clear_line(
+    trained_run, tmp_path, make_args, message
+):
+    (tmp_path / "noise.tflite").write_bytes(np.random.default_rng(0).bytes(2048))
+    tflite = trained_run / "model.tflite"
+    if not tflite.exists():
+        assert run("export", str(trained_run), "--format", "tflite").returncode == 0
+    content = tflite.read_bytes()
+    (tmp_path / "cut.tflite").write_bytes(content[: len(content) // 2])
+    (tmp_path / "saved_model").mkdir()
+    (tmp_path / "saved_model" / "saved_model.pb").write_bytes(b"\x08garbage")
+    result = run(*make_args(trained_run, tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_export_never_replaces_an_existing_file_without_overwrite(trained_run):
+    target = trained_run / "kept.tflite"
+    target.write_bytes(b"precious")
+    result = run("export", str(trained_run), "--format", "tflite", "--out", str(target))
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert target.read_bytes() == b"precious"
+    result = run(
+        "export", str(trained_run), "--format", "tflite", "--out", str(target), "--overwrite"
+    )
+    assert result.returncode == 0 and target.read_bytes()[4:8] == b"TFL3"

@@ -16,7 +16,7 @@ from tfvae import _startup
 
 _startup.import_tensorflow()
 
-from tfvae import data, layers, losses, networks, plots, priors
+from tfvae import data, export, files, layers, losses, networks, plots, priors
 from tfvae.layers import (
     IndependentBernoulli,
     IndependentContinuousBernoulli,
@@ -36,6 +36,8 @@ __all__ = [
     "IndependentContinuousBernoulli",
     "StandardNormal",
     "data",
+    "export",
+    "files",
     "layers",
     "losses",
     "networks",

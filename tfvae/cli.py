@@ -1,6 +1,8 @@
 """The `tfvae` command (also `python -m tfvae`).
 
     tfvae train [--dataset digits] [--network mlp] [--epochs 30] ...
+    tfvae export RUN_DIR --format saved_model|tflite [--quantize float16|dynamic_int8]
+    tfvae sample MODEL -n 64 --out grid.png      (MODEL: .keras, SavedModel folder, .tflite)
 
 `train` fits a VAE and writes a run folder (default: a new folder under
 `saved_models/`) holding `model.keras`, `config.json`, `history.json`,
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -129,6 +130,43 @@ def _parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--log-dir", help="TensorBoard log folder (default: <output-dir>/logs)")
     train.set_defaults(handler=_train)
+
+    export = commands.add_parser(
+        "export",
+        help="export a run's model to a SavedModel or a .tflite file",
+        description="Export RUN_DIR/model.keras (or a .keras file) to a SavedModel folder "
+        "(signatures encode, decode, sample, reconstruct) or a .tflite file (decode, sample).",
+    )
+    export.add_argument("run", metavar="RUN_DIR", help="a run folder, or a .keras file")
+    export.add_argument("--format", choices=("saved_model", "tflite"), required=True)
+    export.add_argument(
+        "--quantize",
+        choices=("float16", "dynamic_int8"),
+        help="TFLite weight quantisation (default: none, float32)",
+    )
+    export.add_argument(
+        "--out",
+        help="where to write (default: RUN_DIR/saved_model, "
+        "RUN_DIR/model.tflite or RUN_DIR/model.<quantize>.tflite)",
+    )
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output (only once the new one is complete)",
+    )
+    export.set_defaults(handler=_export)
+
+    sample = commands.add_parser(
+        "sample",
+        help="draw samples from a model and write a PNG grid",
+        description="Draw samples from a .keras file, a SavedModel folder or a .tflite file "
+        "(run by LiteRT) and write them as a PNG grid.",
+    )
+    sample.add_argument("model", metavar="MODEL", help=".keras file, SavedModel folder or .tflite")
+    sample.add_argument("-n", type=_positive_int, default=64, help="how many (default: 64)")
+    sample.add_argument("--out", required=True, help="the PNG file to write")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+    sample.set_defaults(handler=_sample)
     return parser
 
 
@@ -159,6 +197,7 @@ def _train(args) -> int:
     import numpy as np
 
     from tfvae import data, networks, plots
+    from tfvae.files import atomic_output
     from tfvae.models import VAE
 
     binarize = None if args.binarize == "none" else args.binarize
@@ -196,10 +235,8 @@ def _train(args) -> int:
         verbose=2,
     )
 
-    model_path = run_dir / "model.keras"
-    partial = run_dir / "model.partial.keras"
-    vae.save(partial)
-    os.replace(partial, model_path)
+    with atomic_output(run_dir / "model.keras") as partial:
+        vae.save(partial)
     config = {key: value for key, value in vars(args).items() if key != "handler"}
     config.update(data_shape=list(data_shape), log_dir=str(log_dir), versions=_versions())
     (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -214,6 +251,41 @@ def _train(args) -> int:
         f"validation ELBO {elbo:.2f} nats; wrote {run_dir}/ (model.keras, config.json, "
         f"history.json, samples.png, reconstructions.png) and TensorBoard logs in {log_dir}/"
     )
+    return 0
+
+
+def _export(args) -> int:
+    from tfvae import export
+
+    if args.quantize and args.format != "tflite":
+        raise ValueError("--quantize applies to --format tflite only.")
+    vae = export.load_vae(args.run)
+    folder = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    if args.format == "saved_model":
+        out = Path(args.out) if args.out else folder / "saved_model"
+        export.export_saved_model(vae, out, overwrite=args.overwrite)
+    else:
+        name = f"model.{args.quantize}.tflite" if args.quantize else "model.tflite"
+        out = Path(args.out) if args.out else folder / name
+        export.to_tflite(vae, out, quantization=args.quantize, overwrite=args.overwrite)
+    print(f"wrote {out}")
+    return 0
+
+
+def _sample(args) -> int:
+    import numpy as np
+
+    from tfvae import export, plots
+    from tfvae.files import atomic_output
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file. Received: {args.out!r}")
+    sampler = export.load_sampler(args.model)
+    images = np.asarray(sampler(args.n))
+    with atomic_output(out, overwrite=args.overwrite) as partial:
+        plots.save_image_grid(images, partial)
+    print(f"wrote {args.n} samples to {out}")
     return 0
 
 

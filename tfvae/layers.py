@@ -152,6 +152,8 @@ class _IndependentLikelihood(DistributionLayer):
 
     #: The interval the data must lie in, or None when any finite value is valid.
     support: tuple[float, float] | None = None
+    #: Names of the parameters of the element distribution (exported by `decode`).
+    parameter_names: tuple[str, ...] = ("logits",)
 
     def __init__(self, event_shape: Sequence[int], **kwargs):
         super().__init__(**kwargs)
@@ -181,6 +183,11 @@ class _IndependentLikelihood(DistributionLayer):
 
     def sample_shape(self, input_shape):
         return (input_shape[0],) + self.event_shape
+
+    def named_parameters(self, distribution: tfd.Distribution) -> dict[str, tf.Tensor]:
+        """Returns the parameters of p(x|z) by name, each of shape `(batch, *event_shape)`."""
+        inner = distribution.distribution
+        return {name: tf.convert_to_tensor(getattr(inner, name)) for name in self.parameter_names}
 
     def get_config(self):
         return {**super().get_config(), "event_shape": list(self.event_shape)}
@@ -257,6 +264,8 @@ class IndependentNormal(_IndependentLikelihood):
     Raises:
         ValueError: if `scale` is neither a positive number nor `"learned"`.
     """
+
+    parameter_names = ("loc", "scale")
 
     def __init__(self, event_shape, scale: float | str = 1.0, min_scale: float = 1e-3, **kwargs):
         super().__init__(event_shape, **kwargs)

@@ -43,6 +43,21 @@ class Prior(keras.layers.Layer):
     def distribution(self) -> tfd.Distribution:
         raise NotImplementedError
 
+    def stateful_sample(self, n) -> tf.Tensor:
+        """Draws `n` samples with TensorFlow's stateful random ops only.
+
+        TFP samples through stateless random ops, which TFLite runs only as Flex
+        (TensorFlow) ops; the stateful ones convert to builtin TFLite ops, so exported
+        `sample` signatures use this method. It gives new numbers on every call.
+
+        Raises:
+            NotImplementedError: for priors that cannot be sampled this way.
+        """
+        raise NotImplementedError(
+            f"The prior {type(self).__name__} has no stateful sampler, so its samples "
+            "cannot be exported to TFLite."
+        )
+
     def call(self, inputs=None):
         return self.distribution()
 
@@ -66,3 +81,6 @@ class StandardNormal(Prior):
         return tfd.MultivariateNormalDiag(
             loc=tf.zeros([self.latent_dim]), scale_diag=tf.ones([self.latent_dim])
         )
+
+    def stateful_sample(self, n):
+        return tf.random.normal(tf.stack([n, self.latent_dim]))

@@ -1,0 +1,396 @@
+"""Export a trained VAE for serving (SavedModel) and for phones (TFLite, run by LiteRT).
+
+SavedModel signatures, made with `keras.export.ExportArchive` (tensors in, named
+tensors out):
+
+    encode(x)       -> loc, scale           the posterior's parameters
+    decode(z)       -> mean, <parameters>    logits (Bernoulli kinds) or loc, scale (Gaussian)
+    sample(n)       -> x                     n new prior samples through the decoder (means)
+    reconstruct(x)  -> x                     decoder mean at the posterior mean
+
+`to_tflite` converts chosen signatures with builtin TFLite ops only: `sample` draws z
+with the stateful `tf.random.normal`, which becomes the builtin RANDOM_STANDARD_NORMAL
+op, so every call gives new samples. `LiteRTModel` runs a `.tflite` file with
+`ai_edge_litert` and returns NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae.files import atomic_output
+from tfvae.models import VAE
+
+__all__ = [
+    "SIGNATURES",
+    "QUANTIZATIONS",
+    "export_saved_model",
+    "to_tflite",
+    "LiteRTModel",
+    "load_vae",
+    "load_sampler",
+]
+
+#: Signature names of exported models.
+SIGNATURES = ("encode", "decode", "sample", "reconstruct")
+#: Accepted `quantization` values of `to_tflite`.
+QUANTIZATIONS = (None, "float16", "dynamic_int8")
+
+
+def _check_trained(vae, allow_untrained: bool) -> None:
+    if not isinstance(vae, VAE):
+        raise TypeError(f"Expected a tfvae.VAE to export. Received: {type(vae).__name__}")
+    if not vae.built:
+        raise ValueError("The VAE is not built; build or train it before exporting.")
+    optimizer = getattr(vae, "optimizer", None)
+    steps = int(optimizer.iterations) if optimizer is not None else 0
+    if steps == 0 and not allow_untrained:
+        raise ValueError(
+            "The VAE has not been trained (0 optimizer steps), so an export would hold random "
+            "weights. Train it first, or pass allow_untrained=True."
+        )
+
+
+def _check_signatures(signatures) -> tuple[str, ...]:
+    if isinstance(signatures, str):
+        signatures = (signatures,)
+    signatures = tuple(signatures)
+    unknown = [s for s in signatures if s not in SIGNATURES]
+    if unknown or not signatures:
+        raise ValueError(
+            f"Unknown signature(s) {unknown or list(signatures)}. "
+            f"Expected some of: {', '.join(SIGNATURES)}."
+        )
+    return signatures
+
+
+def _endpoints(vae: VAE) -> dict:
+    """Returns {name: (function, input_signature)} for every signature."""
+    x_spec = tf.TensorSpec((None,) + vae.data_shape, tf.float32, name="x")
+    z_spec = tf.TensorSpec((None, vae.latent_dim), tf.float32, name="z")
+    n_spec = tf.TensorSpec((), tf.int32, name="n")
+
+    def encode(x):
+        posterior = vae.encoder(x)
+        return {"loc": posterior.mean(), "scale": posterior.stddev()}
+
+    def decode(z):
+        likelihood = vae.decoder(z)
+        return {"mean": likelihood.mean(), **vae.likelihood.named_parameters(likelihood)}
+
+    def sample(n):
+        return {"x": vae.decoder(vae.prior.stateful_sample(n)).mean()}
+
+    def reconstruct(x):
+        return {"x": vae(x)}
+
+    return {
+        "encode": (encode, [x_spec]),
+        "decode": (decode, [z_spec]),
+        "sample": (sample, [n_spec]),
+        "reconstruct": (reconstruct, [x_spec]),
+    }
+
+
+def _write_saved_model(vae: VAE, directory: Path, signatures: Sequence[str]) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(vae)
+    endpoints = _endpoints(vae)
+    for name in signatures:
+        function, input_signature = endpoints[name]
+        archive.add_endpoint(name, function, input_signature=input_signature)
+    archive.write_out(str(directory), verbose=False)
+
+
+def export_saved_model(
+    vae: VAE,
+    path,
+    *,
+    signatures: Sequence[str] = SIGNATURES,
+    overwrite: bool = False,
+    allow_untrained: bool = False,
+) -> Path:
+    """Writes a SavedModel with named `encode`, `decode`, `sample`, `reconstruct` signatures.
+
+    The folder is written beside `path` and renamed into place when complete.
+
+    Args:
+        vae: a trained `tfvae.VAE`.
+        path: the SavedModel folder to create.
+        signatures: which signatures to include (default: all four).
+        overwrite: replace an existing `path`.
+        allow_untrained: export a model that has taken no training step.
+
+    Returns:
+        The folder written.
+
+    Raises:
+        TypeError: if `vae` is not a `tfvae.VAE`.
+        ValueError: for an untrained model or an unknown signature.
+        FileExistsError: if `path` exists and `overwrite` is False.
+
+    Example:
+
+    >>> export_saved_model(vae, "run/saved_model")
+    >>> served = tf.saved_model.load("run/saved_model")
+    >>> served.signatures["decode"](z=tf.zeros((1, 20)))["mean"]
+    """
+    _check_trained(vae, allow_untrained)
+    signatures = _check_signatures(signatures)
+    with atomic_output(path, overwrite) as partial:
+        _write_saved_model(vae, partial, signatures)
+    return Path(path)
+
+
+def _flex_ops(message: str) -> list[str]:
+    found = re.findall(r"\btf\.(\w+)", message) + re.findall(r"Flex(\w+)", message)
+    return sorted(set(found))
+
+
+def to_tflite(
+    source,
+    path,
+    *,
+    signatures: Sequence[str] = ("decode", "sample"),
+    quantization: str | None = None,
+    overwrite: bool = False,
+    allow_untrained: bool = False,
+) -> Path:
+    """Converts a VAE (or its SavedModel) to a `.tflite` file with builtin ops only.
+
+    Args:
+        source: a trained `tfvae.VAE`, or the folder written by `export_saved_model`.
+        path: the `.tflite` file to create.
+        signatures: which signatures to convert (default: `decode` and `sample`).
+        quantization: None (float32), `"float16"` (weights stored as float16) or
+            `"dynamic_int8"` (weights stored as int8, dynamic-range quantisation).
+        overwrite: replace an existing `path`.
+        allow_untrained: convert a model that has taken no training step.
+
+    Returns:
+        The file written.
+
+    Raises:
+        ValueError: for an unknown signature or quantization, an untrained model, a
+            SavedModel that lacks a signature, or a model that would need Flex
+            (TensorFlow) ops, which plain LiteRT does not run.
+        FileExistsError: if `path` exists and `overwrite` is False.
+
+    Example:
+
+    >>> to_tflite(vae, "run/model.tflite", quantization="float16")
+    >>> LiteRTModel("run/model.tflite").sample(16).shape
+    (16, 28, 28, 1)
+    """
+    signatures = _check_signatures(signatures)
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"Unknown quantization {quantization!r}. Expected one of: "
+            "None, 'float16', 'dynamic_int8'."
+        )
+    if Path(path).exists() and not overwrite:
+        raise FileExistsError(
+            f"{str(path)!r} already exists; choose another path or pass overwrite=True "
+            "(--overwrite). Nothing was written."
+        )
+    with tempfile.TemporaryDirectory(prefix="tfvae-export-") as scratch:
+        if isinstance(source, VAE):
+            _check_trained(source, allow_untrained)
+            saved_model = Path(scratch) / "saved_model"
+            _write_saved_model(source, saved_model, signatures)
+        else:
+            saved_model = Path(source)
+            available = _saved_model_signatures(saved_model)
+            missing = [s for s in signatures if s not in available]
+            if missing:
+                raise ValueError(
+                    f"The SavedModel {str(saved_model)!r} has no signature {missing}; it has: "
+                    f"{', '.join(available)}."
+                )
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            str(saved_model), signature_keys=list(signatures)
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        try:
+            flatbuffer = converter.convert()
+        except Exception as error:  # the converter raises its own ConverterError
+            ops = _flex_ops(str(error))
+            raise ValueError(
+                "The model needs TensorFlow (Flex) ops that builtin TFLite does not have"
+                + (f" ({', '.join(ops)})" if ops else "")
+                + "; tfvae exports builtin ops only. Use layers and priors with builtin ops."
+            ) from None
+    with atomic_output(path, overwrite) as partial:
+        partial.write_bytes(flatbuffer)
+    return Path(path)
+
+
+def _saved_model_signatures(directory: Path) -> list[str]:
+    if not (Path(directory) / "saved_model.pb").is_file():
+        raise ValueError(
+            f"{str(directory)!r} is not a SavedModel folder: it has no saved_model.pb."
+        )
+    try:
+        loaded = tf.saved_model.load(str(directory))
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"Could not read the SavedModel {str(directory)!r}: {first}") from None
+    return sorted(loaded.signatures.keys())
+
+
+class LiteRTModel:
+    """Runs the signatures of a `.tflite` file written by `to_tflite`, on LiteRT.
+
+    Args:
+        path: the `.tflite` file.
+        num_threads: CPU threads of the interpreter (default: LiteRT's choice).
+
+    Raises:
+        ValueError: if the file is missing, is not a TFLite model, or is damaged.
+
+    Example:
+
+    >>> model = LiteRTModel("run/model.tflite")
+    >>> model.sample(64)            # (64, 28, 28, 1) float32
+    >>> model.run("decode", z=z)    # {"mean": ..., "logits": ...}
+    """
+
+    def __init__(self, path, num_threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ValueError(f"No TFLite file at {str(self.path)!r}.")
+        content = self.path.read_bytes()
+        if len(content) < 8 or content[4:8] != b"TFL3":
+            raise ValueError(
+                f"{str(self.path)!r} is not a TFLite model (no 'TFL3' identifier); "
+                f"it holds {len(content)} bytes."
+            )
+        try:
+            self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
+            self.signatures = tuple(sorted(self._interpreter.get_signature_list()))
+            self._runners = {s: self._interpreter.get_signature_runner(s) for s in self.signatures}
+        except Exception as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+            raise ValueError(
+                f"{str(self.path)!r} is a damaged or truncated TFLite model: {first}"
+            ) from None
+
+    def op_names(self) -> list[str]:
+        """Returns the ops of every signature: builtin names (upper case) and custom ones.
+
+        Flex (TensorFlow) ops appear as custom ops named `Flex...`.
+        """
+        from tensorflow.lite.python import schema_py_generated as schema
+
+        model = schema.Model.GetRootAsModel(self.path.read_bytes(), 0)
+        builtin = {
+            code: name
+            for name, code in vars(schema.BuiltinOperator).items()
+            if not name.startswith("_")
+        }
+        names = set()
+        for i in range(model.OperatorCodesLength()):
+            code = model.OperatorCodes(i)
+            custom = code.CustomCode()
+            if custom:
+                names.add(custom.decode())
+            else:
+                names.add(builtin[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
+        return sorted(names)
+
+    def run(self, signature: str, **inputs) -> dict[str, np.ndarray]:
+        """Runs one signature on NumPy inputs and returns its named outputs.
+
+        Raises:
+            ValueError: for a signature the file does not have.
+        """
+        if signature not in self._runners:
+            raise ValueError(
+                f"{str(self.path)!r} has no signature {signature!r}; it has: "
+                f"{', '.join(self.signatures)}."
+            )
+        return {k: np.asarray(v) for k, v in self._runners[signature](**inputs).items()}
+
+    def sample(self, n: int) -> np.ndarray:
+        """Returns `n` new samples (decoder means), float32 of shape `(n, *data_shape)`."""
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
+        return self.run("sample", n=np.array(n, np.int32))["x"]
+
+    def decode(self, z) -> dict[str, np.ndarray]:
+        """Returns the decoder outputs (`mean` and the likelihood's parameters) for `z`."""
+        return self.run("decode", z=np.asarray(z, np.float32))
+
+
+def load_vae(path) -> VAE:
+    """Loads a `tfvae.VAE` from a `.keras` file, or from a run folder's `model.keras`.
+
+    Always with `safe_mode=True`: no code from the file is run.
+
+    Raises:
+        ValueError: if there is no such file, it cannot be read, or it holds another model.
+
+    Example:
+
+    >>> vae = load_vae("saved_models/digits-mlp-20261121-120000")
+    """
+    path = Path(path)
+    model_path = path / "model.keras" if path.is_dir() else path
+    if not model_path.is_file():
+        raise ValueError(
+            f"No model at {str(model_path)!r}: expected a run folder or a .keras file."
+        )
+    try:
+        vae = keras.models.load_model(model_path, safe_mode=True)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"Could not load {str(model_path)!r} as a tfvae model: {first}") from None
+    if not isinstance(vae, VAE):
+        raise ValueError(f"{str(model_path)!r} holds a {type(vae).__name__}, not a tfvae.VAE.")
+    return vae
+
+
+def load_sampler(path):
+    """Returns `sample(n) -> np.ndarray` for a `.keras` file, SavedModel folder or `.tflite` file.
+
+    Raises:
+        ValueError: if `path` is none of these, or cannot be read.
+
+    Example:
+
+    >>> images = load_sampler("run/model.tflite")(64)
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"No model at {str(path)!r}.")
+    if path.is_dir():
+        signatures = _saved_model_signatures(path)
+        if "sample" not in signatures:
+            raise ValueError(
+                f"The SavedModel {str(path)!r} has no 'sample' signature; it has: "
+                f"{', '.join(signatures)}."
+            )
+        served = tf.saved_model.load(str(path)).signatures["sample"]
+        return lambda n: served(n=tf.constant(n, tf.int32))["x"].numpy()
+    if path.suffix == ".tflite":
+        return LiteRTModel(path).sample
+    if path.suffix == ".keras":
+        vae = load_vae(path)
+        return lambda n: np.asarray(vae.sample(n))
+    raise ValueError(
+        f"Cannot tell what {str(path)!r} is. Expected a .keras file, a SavedModel folder "
+        "or a .tflite file."
+    )

@@ -1,0 +1,69 @@
+"""Writing files and folders so that nothing already saved is lost.
+
+`atomic_output(path)` hands out a temporary path beside `path`. Only when the block
+that writes it succeeds is it renamed to `path` (an atomic rename on one file system).
+An existing `path` is refused unless `overwrite=True`, and even then it is replaced
+only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_output"]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
+    """Yields a temporary path to write; renames it to `path` when the block succeeds.
+
+    Args:
+        path: the file or folder to produce.
+        overwrite: replace an existing `path` (after the new one is complete).
+
+    Yields:
+        A path in the same folder, which does not exist yet. The suffix of `path` is
+        kept (Keras and TFLite tools look at it).
+
+    Raises:
+        FileExistsError: if `path` exists and `overwrite` is False.
+
+    Example:
+
+    >>> with atomic_output("run/model.keras") as partial:
+    ...     vae.save(partial)
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{str(path)!r} already exists; choose another path or pass overwrite=True "
+            "(--overwrite). Nothing was written."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    partial = path.with_name(f".{path.stem}.partial-{token}{path.suffix}")
+    try:
+        yield partial
+        if not partial.exists():
+            raise FileNotFoundError(f"Nothing was written to {str(partial)!r}.")
+        if path.exists():
+            old = path.with_name(f".{path.stem}.old-{token}{path.suffix}")
+            os.replace(path, old)
+            os.replace(partial, path)
+            _remove(old)
+        else:
+            os.replace(partial, path)
+    finally:
+        _remove(partial)
