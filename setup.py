@@ -13,6 +13,8 @@ REQUIRES = [
     "importlib_resources",
     # TensorFlow 2.21 no longer pulls in TensorBoard.
     "tensorboard",
+    # LiteRT runs the exported .tflite files (tf.lite.Interpreter is deprecated).
+    "ai-edge-litert==2.3.*",
     "matplotlib",
     "scikit-learn",
     "numpy",
