@@ -44,6 +44,11 @@ SIGNATURES = ("encode", "decode", "sample", "reconstruct")
 QUANTIZATIONS = (None, "float16", "dynamic_int8")
 
 
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _check_trained(vae, allow_untrained: bool) -> None:
     if not isinstance(vae, VAE):
         raise TypeError(f"Expected a tfvae.VAE to export. Received: {type(vae).__name__}")
@@ -244,8 +249,9 @@ def _saved_model_signatures(directory: Path) -> list[str]:
     try:
         loaded = tf.saved_model.load(str(directory))
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"Could not read the SavedModel {str(directory)!r}: {first}") from None
+        raise ValueError(
+            f"Could not read the SavedModel {str(directory)!r}: {_first_line(error)}"
+        ) from None
     return sorted(loaded.signatures.keys())
 
 
@@ -283,9 +289,8 @@ class LiteRTModel:
             self.signatures = tuple(sorted(self._interpreter.get_signature_list()))
             self._runners = {s: self._interpreter.get_signature_runner(s) for s in self.signatures}
         except Exception as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
             raise ValueError(
-                f"{str(self.path)!r} is a damaged or truncated TFLite model: {first}"
+                f"{str(self.path)!r} is a damaged or truncated TFLite model: {_first_line(error)}"
             ) from None
 
     def op_names(self) -> list[str]:
@@ -356,8 +361,9 @@ def load_vae(path) -> VAE:
     try:
         vae = keras.models.load_model(model_path, safe_mode=True)
     except Exception as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"Could not load {str(model_path)!r} as a tfvae model: {first}") from None
+        raise ValueError(
+            f"Could not load {str(model_path)!r} as a tfvae model: {_first_line(error)}"
+        ) from None
     if not isinstance(vae, VAE):
         raise ValueError(f"{str(model_path)!r} holds a {type(vae).__name__}, not a tfvae.VAE.")
     return vae

@@ -45,6 +45,13 @@ def _image_shape(shape) -> tuple[int, int, int]:
     return shape
 
 
+def _posterior(features, latent_dim: int):
+    """The encoder's head: a dense layer of posterior parameters, then q(z|x)."""
+    size = MultivariateNormalDiag.params_size(latent_dim)
+    params = keras.layers.Dense(size, name="params")(features)
+    return MultivariateNormalDiag(latent_dim, name="posterior")(params)
+
+
 def mlp_encoder(
     input_shape: Sequence[int],
     latent_dim: int = 20,
@@ -79,9 +86,7 @@ def mlp_encoder(
         x = keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(_positive_ints(hidden_units, "hidden_units")):
         x = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(x)
-    params = keras.layers.Dense(MultivariateNormalDiag.params_size(latent_dim), name="params")(x)
-    posterior = MultivariateNormalDiag(latent_dim, name="posterior")(params)
-    return keras.Model(inputs, posterior, name=name)
+    return keras.Model(inputs, _posterior(x, latent_dim), name=name)
 
 
 def mlp_decoder(
@@ -162,9 +167,7 @@ def conv_encoder(
     x = keras.layers.Dense(_positive_ints([dense_units], "dense_units")[0], "relu", name="hidden")(
         x
     )
-    params = keras.layers.Dense(MultivariateNormalDiag.params_size(latent_dim), name="params")(x)
-    posterior = MultivariateNormalDiag(latent_dim, name="posterior")(params)
-    return keras.Model(inputs, posterior, name=name)
+    return keras.Model(inputs, _posterior(x, latent_dim), name=name)
 
 
 def conv_decoder(
