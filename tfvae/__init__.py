@@ -16,20 +16,36 @@ from tfvae import _startup
 
 _startup.import_tensorflow()
 
-from tfvae import data, export, files, layers, losses, networks, plots, priors
+from tfvae import (
+    data,
+    export,
+    files,
+    flows,
+    layers,
+    losses,
+    models,
+    networks,
+    plots,
+    priors,
+    schedules,
+)
 from tfvae.layers import (
     IndependentBernoulli,
     IndependentContinuousBernoulli,
     IndependentNormal,
     MultivariateNormalDiag,
 )
-from tfvae.models import VAE
+from tfvae.models import IWAE, VAE, BetaVAE, ConditionalVAE, FreeBitsVAE
 from tfvae.priors import StandardNormal
 
 __version__ = "0.1.0"
 
 __all__ = [
     "VAE",
+    "BetaVAE",
+    "FreeBitsVAE",
+    "IWAE",
+    "ConditionalVAE",
     "MultivariateNormalDiag",
     "IndependentBernoulli",
     "IndependentNormal",
@@ -38,10 +54,13 @@ __all__ = [
     "data",
     "export",
     "files",
+    "flows",
     "layers",
     "losses",
+    "models",
     "networks",
     "plots",
     "priors",
+    "schedules",
     "__version__",
 ]

@@ -63,7 +63,9 @@ def _number(low: float, inclusive: bool):
 
 def _parser() -> argparse.ArgumentParser:
     from tfvae.layers import LIKELIHOODS
+    from tfvae.models import MODELS
     from tfvae.networks import NETWORKS
+    from tfvae.schedules import SCHEDULES
 
     parser = _Parser(prog="tfvae", description="Variational autoencoders on Keras 3 and TFP.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -102,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         help="binarise images: a fresh draw each epoch, or x >= 0.5 (default: none)",
     )
     model = train.add_argument_group("model")
+    model.add_argument("--model", choices=MODELS, default="vae", help="(default: vae)")
     model.add_argument("--network", choices=NETWORKS, default="mlp", help="(default: mlp)")
     model.add_argument("--latent-dim", type=_positive_int, default=20, help="(default: 20)")
     model.add_argument(
@@ -111,7 +114,41 @@ def _parser() -> argparse.ArgumentParser:
         help="p(x|z) (default: bernoulli)",
     )
     model.add_argument(
-        "--beta", type=_number(0.0, True), default=1.0, help="weight of the KL term (default: 1)"
+        "--beta", type=_number(0.0, True), help="weight of the KL term (default: 1; 4 for beta_vae)"
+    )
+    model.add_argument(
+        "--k", type=_positive_int, default=5, help="importance samples of --model iwae (default: 5)"
+    )
+    model.add_argument(
+        "--free-bits",
+        type=_number(0.0, True),
+        default=0.25,
+        help="nats per latent dimension of --model free_bits (default: 0.25)",
+    )
+    model.add_argument(
+        "--num-components",
+        type=_positive_int,
+        default=10,
+        help="components of --model mixture_prior (default: 10)",
+    )
+    model.add_argument(
+        "--num-pseudo-inputs",
+        type=_positive_int,
+        default=100,
+        help="pseudo-inputs of --model vamp_prior (default: 100)",
+    )
+    model.add_argument(
+        "--kl-schedule",
+        choices=("none", *SCHEDULES),
+        default="none",
+        help="anneal beta from 0 to --beta (default: none)",
+    )
+    model.add_argument(
+        "--kl-schedule-steps",
+        type=_positive_int,
+        default=1000,
+        help="warm-up length, cycle period, or twice the sigmoid midpoint, in "
+        "steps (default: 1000)",
     )
     fit = train.add_argument_group("training")
     fit.add_argument("--epochs", type=_positive_int, default=30, help="(default: 30)")
@@ -194,44 +231,60 @@ def _train(args) -> int:
     run_dir = _run_dir(args)
 
     import keras
-    import numpy as np
 
-    from tfvae import data, networks, plots
+    from tfvae import data, models, plots, schedules
     from tfvae.files import atomic_output
-    from tfvae.models import VAE
 
     binarize = None if args.binarize == "none" else args.binarize
+    conditional = args.model == "conditional"
     source = dict(data_dir=args.data_dir, manual_dir=args.manual_dir, offline=args.offline)
-    train = data.load(
-        args.dataset,
-        args.split,
-        batch_size=args.batch_size,
-        binarize=binarize,
-        seed=args.seed,
-        **source,
-    )
+    options = dict(batch_size=args.batch_size, binarize=binarize, with_labels=conditional)
+    train = data.load(args.dataset, args.split, seed=args.seed, **options, **source)
     validation = data.load(
-        args.dataset,
-        args.validation_split,
-        batch_size=args.batch_size,
-        binarize=binarize,
-        seed=args.seed + 1,
-        **source,
+        args.dataset, args.validation_split, seed=args.seed + 1, **options, **source
     )
-    data_shape = tuple(train.element_spec.shape[1:])
+    x_spec = train.element_spec[0] if conditional else train.element_spec
+    data_shape = tuple(x_spec.shape[1:])
+    num_classes = data.num_classes(args.dataset, **source) if conditional else 10
+    if conditional and not num_classes:
+        raise ValueError(
+            f"--model conditional needs a labelled data set; {args.dataset!r} has no labels."
+        )
 
     keras.utils.set_random_seed(args.seed)
-    encoder, decoder = networks.build(args.network, data_shape, args.latent_dim, args.likelihood)
-    vae = VAE(encoder, decoder, beta=args.beta, seed=args.seed)
+    vae = models.build(
+        args.model,
+        data_shape,
+        args.network,
+        args.latent_dim,
+        args.likelihood,
+        beta=args.beta,
+        seed=args.seed,
+        k=args.k,
+        free_bits=args.free_bits,
+        num_classes=num_classes,
+        num_components=args.num_components,
+        num_pseudo_inputs=args.num_pseudo_inputs,
+    )
     vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
 
     run_dir.mkdir(parents=True, exist_ok=True)
     log_dir = Path(args.log_dir) if args.log_dir else run_dir / "logs"
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)]
+    if args.kl_schedule != "none":
+        target = float(keras.ops.convert_to_numpy(vae.beta))
+        steps = args.kl_schedule_steps
+        schedule = {
+            "linear": lambda: schedules.LinearWarmup(steps, end=target),
+            "cyclical": lambda: schedules.Cyclical(steps, end=target),
+            "sigmoid": lambda: schedules.Sigmoid(steps / 2, 10.0 / steps, end=target),
+        }[args.kl_schedule]()
+        callbacks.insert(0, schedules.KLScheduleCallback(schedule))
     history = vae.fit(
         train,
         epochs=args.epochs,
         validation_data=validation,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)],
+        callbacks=callbacks,
         verbose=2,
     )
 
@@ -243,8 +296,9 @@ def _train(args) -> int:
     epochs = {key: [float(v) for v in values] for key, values in history.history.items()}
     (run_dir / "history.json").write_text(json.dumps(epochs, indent=2) + "\n")
     plots.plot_samples(vae, run_dir / "samples.png", n=64, seed=args.seed)
-    x_show = np.concatenate([batch for batch in validation.take(1).as_numpy_iterator()])[:32]
-    plots.plot_reconstructions(vae, x_show, run_dir / "reconstructions.png")
+    shown = next(validation.take(1).as_numpy_iterator())
+    x_show, labels = (shown[0][:32], shown[1][:32]) if conditional else (shown[:32], None)
+    plots.plot_reconstructions(vae, x_show, run_dir / "reconstructions.png", labels=labels)
 
     elbo = epochs.get("val_elbo", epochs["elbo"])[-1]
     print(

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["load", "load_arrays", "MANUAL_DIR_ENV", "DATA_DIR_ENV", "BINARIZATIONS"]
+__all__ = ["load", "load_arrays", "num_classes", "MANUAL_DIR_ENV", "DATA_DIR_ENV", "BINARIZATIONS"]
 
 #: Environment variable naming the folder of original data files (TFDS `manual_dir`).
 MANUAL_DIR_ENV = "TFVAE_MANUAL_DIR"
@@ -287,3 +287,26 @@ def load_arrays(
     if not images:
         raise ValueError(f"The split {split!r} of {name!r} is empty.")
     return (np.concatenate(images).astype(np.float32) / pixel_max), np.concatenate(labels)
+
+
+def num_classes(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    offline: bool = False,
+) -> int | None:
+    """Returns the number of label classes of a data set, or None if it has no labels.
+
+    Example:
+
+    >>> num_classes("mnist")
+    10
+    """
+    if name == "digits":
+        return 10
+    builder = _tfds_builder(name, data_dir, manual_dir, offline)
+    _, label_key = _tfds_features(name, builder)
+    if label_key is None:
+        return None
+    return getattr(builder.info.features[label_key], "num_classes", None)

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.files import atomic_output
+from tfvae.layers import MultivariateNormalDiag
 from tfvae.models import VAE
 
 __all__ = [
@@ -63,7 +64,7 @@ def _check_trained(vae, allow_untrained: bool) -> None:
         )
 
 
-def _check_signatures(signatures) -> tuple[str, ...]:
+def _check_signatures(signatures, vae=None) -> tuple[str, ...]:
     if isinstance(signatures, str):
         signatures = (signatures,)
     signatures = tuple(signatures)
@@ -73,7 +74,22 @@ def _check_signatures(signatures) -> tuple[str, ...]:
             f"Unknown signature(s) {unknown or list(signatures)}. "
             f"Expected some of: {', '.join(SIGNATURES)}."
         )
+    if getattr(vae, "num_classes", None):
+        raise ValueError(
+            "Conditional models cannot be exported yet: their signatures would need labels."
+        )
+    if vae is not None and "encode" in signatures and _has_flow_posterior(vae):
+        raise ValueError(
+            "The 'encode' signature exports a Gaussian posterior's loc and scale; this model's "
+            "posterior is a flow. Export the other signatures: "
+            "signatures=('decode', 'sample', 'reconstruct')."
+        )
     return signatures
+
+
+def _has_flow_posterior(vae) -> bool:
+    """True when q(z|x) is not a plain diagonal Gaussian (it has no closed-form loc, scale)."""
+    return type(vae.encoder.outputs[0]._keras_history.operation) is not MultivariateNormalDiag
 
 
 def _endpoints(vae: VAE) -> dict:
@@ -91,7 +107,7 @@ def _endpoints(vae: VAE) -> dict:
         return {"mean": likelihood.mean(), **vae.likelihood.named_parameters(likelihood)}
 
     def sample(n):
-        return {"x": vae.decoder(vae.prior.stateful_sample(n)).mean()}
+        return {"x": vae._decode(vae.prior.stateful_sample(n, encoder=vae.encoder)).mean()}
 
     def reconstruct(x):
         return {"x": vae(x)}
@@ -118,7 +134,7 @@ def export_saved_model(
     vae: VAE,
     path,
     *,
-    signatures: Sequence[str] = SIGNATURES,
+    signatures: Sequence[str] | None = None,
     overwrite: bool = False,
     allow_untrained: bool = False,
 ) -> Path:
@@ -129,7 +145,8 @@ def export_saved_model(
     Args:
         vae: a trained `tfvae.VAE`.
         path: the SavedModel folder to create.
-        signatures: which signatures to include (default: all four).
+        signatures: which signatures to include (default: all four; all but `encode`
+            for a flow posterior, whose loc and scale are not defined).
         overwrite: replace an existing `path`.
         allow_untrained: export a model that has taken no training step.
 
@@ -148,7 +165,10 @@ def export_saved_model(
     >>> served.signatures["decode"](z=tf.zeros((1, 20)))["mean"]
     """
     _check_trained(vae, allow_untrained)
-    signatures = _check_signatures(signatures)
+    if signatures is None:
+        flow = _has_flow_posterior(vae)
+        signatures = tuple(s for s in SIGNATURES if not (flow and s == "encode"))
+    signatures = _check_signatures(signatures, vae)
     with atomic_output(path, overwrite) as partial:
         _write_saved_model(vae, partial, signatures)
     return Path(path)
@@ -208,6 +228,7 @@ def to_tflite(
     with tempfile.TemporaryDirectory(prefix="tfvae-export-") as scratch:
         if isinstance(source, VAE):
             _check_trained(source, allow_untrained)
+            _check_signatures(signatures, source)
             saved_model = Path(scratch) / "saved_model"
             _write_saved_model(source, saved_model, signatures)
         else:

@@ -11,12 +11,25 @@ For data x, an encoder q(z|x), a decoder p(x|z) and a prior p(z):
 Both are per-example values in nats. The training objective of a beta-VAE is
 `distortion + beta * rate`.
 
+Free bits (Kingma et al. 2016) optimise, instead of the rate, the batch-mean KL of each
+latent dimension floored at lambda nats:
+
+    free_bits_rate = sum_j max(lambda, mean_batch KL_j)
+
+The importance-weighted bound (Burda et al. 2016) with k samples z_i ~ q(z|x):
+
+    L_k(x) = logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k
+    ELBO = L_1 <= L_k <= L_{k+1} <= log p(x)
+
 References:
     Kingma, D. P. & Welling, M. (2014). Auto-Encoding Variational Bayes. ICLR.
     Rezende, D. J., Mohamed, S. & Wierstra, D. (2014). Stochastic Backpropagation and
         Approximate Inference in Deep Generative Models. ICML.
     Alemi, A. et al. (2018). Fixing a Broken ELBO. ICML. ("rate" and "distortion".)
     Higgins, I. et al. (2017). beta-VAE. ICLR.
+    Kingma, D. P. et al. (2016). Improved Variational Inference with Inverse
+        Autoregressive Flow. NeurIPS. (Free bits.)
+    Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance Weighted Autoencoders. ICLR.
 """
 
 from __future__ import annotations
@@ -26,7 +39,14 @@ import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
-__all__ = ["distortion", "rate", "monte_carlo_kl"]
+__all__ = [
+    "distortion",
+    "rate",
+    "rate_per_dimension",
+    "free_bits_rate",
+    "importance_weighted_bound",
+    "monte_carlo_kl",
+]
 
 
 def distortion(likelihood: tfd.Distribution, x: tf.Tensor) -> tf.Tensor:
@@ -115,3 +135,53 @@ def monte_carlo_kl(
     mean = tf.reduce_mean(log_ratio, axis=0)
     std = tf.math.reduce_std(log_ratio, axis=0)
     return mean, std / tf.sqrt(float(num_samples))
+
+
+def rate_per_dimension(posterior: tfd.Distribution, prior: tfd.Distribution) -> tf.Tensor:
+    """Returns KL(q_j || p_j) for each latent dimension j, shape `(batch, latent_dim)`.
+
+    Defined for diagonal Gaussian posteriors and priors (the KL then splits over
+    dimensions exactly); it sums to `rate(posterior, prior)`.
+
+    Raises:
+        ValueError: for other distributions.
+
+    Example:
+
+    >>> rate_per_dimension(encoder(x), prior)  # (batch, 20)
+    """
+    gaussian = (tfd.MultivariateNormalDiag, tfd.MultivariateNormalLinearOperator)
+    if not (isinstance(posterior, gaussian) and isinstance(prior, gaussian)):
+        raise ValueError(
+            "The KL per dimension needs diagonal Gaussian posterior and prior. Received: "
+            f"{type(posterior).__name__} and {type(prior).__name__}"
+        )
+    q = tfd.Normal(posterior.mean(), posterior.stddev())
+    p = tfd.Normal(prior.mean(), prior.stddev())
+    return tf.cast(tfd.kl_divergence(q, p), tf.float32)
+
+
+def free_bits_rate(kl_per_dimension: tf.Tensor, floor: float) -> tf.Tensor:
+    """Returns sum_j max(floor, mean over the batch of KL_j): the rate free bits optimise.
+
+    Args:
+        kl_per_dimension: `(batch, latent_dim)` KL values, in nats.
+        floor: lambda, nats per dimension, >= 0.
+
+    Returns:
+        A scalar.
+    """
+    return tf.reduce_sum(tf.maximum(tf.reduce_mean(kl_per_dimension, axis=0), floor))
+
+
+def importance_weighted_bound(log_weights: tf.Tensor) -> tf.Tensor:
+    """Returns logsumexp(log_weights) - log k over the first axis (the k samples).
+
+    Args:
+        log_weights: `(k, batch)` values of log p(x, z_i) - log q(z_i|x).
+
+    Returns:
+        `(batch,)` bounds in nats.
+    """
+    k = tf.cast(tf.shape(log_weights)[0], log_weights.dtype)
+    return tf.reduce_logsumexp(log_weights, axis=0) - tf.math.log(k)

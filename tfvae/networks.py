@@ -14,7 +14,15 @@ import keras
 
 from tfvae.layers import MultivariateNormalDiag, _event_shape_tuple, likelihood_layer
 
-__all__ = ["mlp_encoder", "mlp_decoder", "conv_encoder", "conv_decoder", "build"]
+__all__ = [
+    "mlp_encoder",
+    "mlp_decoder",
+    "conv_encoder",
+    "conv_decoder",
+    "build",
+    "NETWORKS",
+    "POSTERIORS",
+]
 
 
 def _positive_ints(values, name: str) -> tuple[int, ...]:
@@ -45,11 +53,43 @@ def _image_shape(shape) -> tuple[int, int, int]:
     return shape
 
 
-def _posterior(features, latent_dim: int):
+#: Posterior names accepted by the encoder builders and the CLI.
+POSTERIORS = ("gaussian", "iaf")
+
+
+def _posterior(features, latent_dim: int, posterior: str):
     """The encoder's head: a dense layer of posterior parameters, then q(z|x)."""
+    if posterior not in POSTERIORS:
+        raise ValueError(
+            f"Unknown posterior {posterior!r}. Expected one of: {', '.join(POSTERIORS)}."
+        )
     size = MultivariateNormalDiag.params_size(latent_dim)
     params = keras.layers.Dense(size, name="params")(features)
+    if posterior == "iaf":
+        from tfvae.flows import IAFPosterior
+
+        return IAFPosterior(latent_dim, name="posterior")(params)
     return MultivariateNormalDiag(latent_dim, name="posterior")(params)
+
+
+def _label_input(num_classes):
+    if num_classes is None:
+        return None
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}"
+        )
+    return keras.Input((num_classes,), name="label")
+
+
+def _with_label(features, label):
+    if label is None:
+        return features
+    return keras.layers.Concatenate(name="with_label")([features, label])
+
+
+def _model(inputs, label, outputs, name):
+    return keras.Model(inputs if label is None else [inputs, label], outputs, name=name)
 
 
 def mlp_encoder(
@@ -58,6 +98,8 @@ def mlp_encoder(
     hidden_units: Sequence[int] = (512, 256),
     activation: str = "relu",
     name: str = "encoder",
+    num_classes: int | None = None,
+    posterior: str = "gaussian",
 ) -> keras.Model:
     """Returns an MLP encoder x -> q(z|x), flattening x first.
 
@@ -67,6 +109,10 @@ def mlp_encoder(
         hidden_units: sizes of the hidden `Dense` layers.
         activation: their activation.
         name: the model's name.
+        num_classes: for a conditional VAE, the number of classes: the model then takes
+            `[x, label]`, the label one-hot, and concatenates it to the flattened x.
+        posterior: `"gaussian"` (`MultivariateNormalDiag`) or `"iaf"` (a diagonal
+            Gaussian followed by inverse autoregressive flows, `tfvae.flows.IAFPosterior`).
 
     Returns:
         A functional `keras.Model` whose output is a `tfd.MultivariateNormalDiag`.
@@ -82,11 +128,13 @@ def mlp_encoder(
     input_shape = _event_shape_tuple(input_shape)
     latent_dim = _check_latent_dim(latent_dim)
     x = inputs = keras.Input(input_shape, name="x")
+    label = _label_input(num_classes)
     if len(input_shape) > 1:
         x = keras.layers.Flatten(name="flatten")(x)
+    x = _with_label(x, label)
     for i, units in enumerate(_positive_ints(hidden_units, "hidden_units")):
         x = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(x)
-    return keras.Model(inputs, _posterior(x, latent_dim), name=name)
+    return _model(inputs, label, _posterior(x, latent_dim, posterior), name)
 
 
 def mlp_decoder(
@@ -96,6 +144,7 @@ def mlp_decoder(
     likelihood: str = "bernoulli",
     activation: str = "relu",
     name: str = "decoder",
+    num_classes: int | None = None,
 ) -> keras.Model:
     """Returns an MLP decoder z -> p(x|z).
 
@@ -107,6 +156,7 @@ def mlp_decoder(
             `"gaussian_learned_scale"`.
         activation: activation of the hidden layers.
         name: the model's name.
+        num_classes: for a conditional VAE: the model takes `[z, label]` (one-hot).
 
     Returns:
         A functional `keras.Model` whose output is p(x|z) with event shape `output_shape`.
@@ -121,10 +171,12 @@ def mlp_decoder(
     output_shape = _event_shape_tuple(output_shape)
     likelihood_out = likelihood_layer(likelihood, output_shape)
     z = inputs = keras.Input((_check_latent_dim(latent_dim),), name="z")
+    label = _label_input(num_classes)
+    z = _with_label(z, label)
     for i, units in enumerate(_positive_ints(hidden_units, "hidden_units")):
         z = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(z)
     params = keras.layers.Dense(math.prod(output_shape), name="params")(z)
-    return keras.Model(inputs, likelihood_out(params), name=name)
+    return _model(inputs, label, likelihood_out(params), name)
 
 
 def conv_encoder(
@@ -133,6 +185,8 @@ def conv_encoder(
     filters: Sequence[int] = (32, 64),
     dense_units: int = 256,
     name: str = "encoder",
+    num_classes: int | None = None,
+    posterior: str = "gaussian",
 ) -> keras.Model:
     """Returns a convolutional encoder for images of shape (H, W, C).
 
@@ -145,6 +199,9 @@ def conv_encoder(
         filters: channels of the strided convolutions.
         dense_units: size of the dense layer after them.
         name: the model's name.
+        num_classes: for a conditional VAE: the model takes `[x, label]` (one-hot),
+            concatenated to the convolutional features.
+        posterior: `"gaussian"` or `"iaf"` (see `mlp_encoder`).
 
     Returns:
         A functional `keras.Model` whose output is a `tfd.MultivariateNormalDiag`.
@@ -159,15 +216,15 @@ def conv_encoder(
     input_shape = _image_shape(input_shape)
     latent_dim = _check_latent_dim(latent_dim)
     x = inputs = keras.Input(input_shape, name="x")
+    label = _label_input(num_classes)
     for i, channels in enumerate(_positive_ints(filters, "filters")):
         x = keras.layers.Conv2D(
             channels, 3, strides=2, padding="same", activation="relu", name=f"conv_{i}"
         )(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(_positive_ints([dense_units], "dense_units")[0], "relu", name="hidden")(
-        x
-    )
-    return keras.Model(inputs, _posterior(x, latent_dim), name=name)
+    x = _with_label(keras.layers.Flatten(name="flatten")(x), label)
+    units = _positive_ints([dense_units], "dense_units")[0]
+    x = keras.layers.Dense(units, "relu", name="hidden")(x)
+    return _model(inputs, label, _posterior(x, latent_dim, posterior), name)
 
 
 def conv_decoder(
@@ -177,6 +234,7 @@ def conv_decoder(
     dense_units: int = 256,
     likelihood: str = "bernoulli",
     name: str = "decoder",
+    num_classes: int | None = None,
 ) -> keras.Model:
     """Returns a convolutional decoder z -> p(x|z) for images of shape (H, W, C).
 
@@ -192,6 +250,7 @@ def conv_decoder(
         dense_units: size of the first dense layer.
         likelihood: name of the likelihood (see `mlp_decoder`).
         name: the model's name.
+        num_classes: for a conditional VAE: the model takes `[z, label]` (one-hot).
 
     Returns:
         A functional `keras.Model` whose output is p(x|z) with event shape `output_shape`.
@@ -209,9 +268,9 @@ def conv_decoder(
     factor = 2 ** len(filters)
     start_h, start_w = math.ceil(height / factor), math.ceil(width / factor)
     z = inputs = keras.Input((_check_latent_dim(latent_dim),), name="z")
-    x = keras.layers.Dense(_positive_ints([dense_units], "dense_units")[0], "relu", name="hidden")(
-        z
-    )
+    label = _label_input(num_classes)
+    units = _positive_ints([dense_units], "dense_units")[0]
+    x = keras.layers.Dense(units, "relu", name="hidden")(_with_label(z, label))
     x = keras.layers.Dense(start_h * start_w * filters[0], "relu", name="project")(x)
     x = keras.layers.Reshape((start_h, start_w, filters[0]), name="reshape")(x)
     for i, units in enumerate(filters):
@@ -222,7 +281,7 @@ def conv_decoder(
     if extra_h or extra_w:
         x = keras.layers.Cropping2D(((0, extra_h), (0, extra_w)), name="crop")(x)
     params = keras.layers.Conv2D(channels, 3, padding="same", name="params")(x)
-    return keras.Model(inputs, likelihood_out(params), name=name)
+    return _model(inputs, label, likelihood_out(params), name)
 
 
 #: Network names accepted by `build` and the CLI.
@@ -234,6 +293,8 @@ def build(
     data_shape: Sequence[int],
     latent_dim: int = 20,
     likelihood: str = "bernoulli",
+    num_classes: int | None = None,
+    posterior: str = "gaussian",
 ) -> tuple[keras.Model, keras.Model]:
     """Returns a matching `(encoder, decoder)` pair with default sizes.
 
@@ -242,6 +303,8 @@ def build(
         data_shape: shape of one example.
         latent_dim: size of z.
         likelihood: name of the likelihood.
+        num_classes: for a conditional VAE, the number of classes (see `mlp_encoder`).
+        posterior: `"gaussian"` or `"iaf"` (see `mlp_encoder`).
 
     Returns:
         `(encoder, decoder)`, functional models named "encoder" and "decoder".
@@ -255,12 +318,12 @@ def build(
     """
     if network == "mlp":
         return (
-            mlp_encoder(data_shape, latent_dim),
-            mlp_decoder(latent_dim, data_shape, likelihood=likelihood),
+            mlp_encoder(data_shape, latent_dim, num_classes=num_classes, posterior=posterior),
+            mlp_decoder(latent_dim, data_shape, likelihood=likelihood, num_classes=num_classes),
         )
     if network == "conv":
         return (
-            conv_encoder(data_shape, latent_dim),
-            conv_decoder(latent_dim, data_shape, likelihood=likelihood),
+            conv_encoder(data_shape, latent_dim, num_classes=num_classes, posterior=posterior),
+            conv_decoder(latent_dim, data_shape, likelihood=likelihood, num_classes=num_classes),
         )
     raise ValueError(f"Unknown network {network!r}. Expected one of: {', '.join(NETWORKS)}.")

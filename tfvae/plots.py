@@ -91,26 +91,39 @@ def save_image_grid(images, path, columns: int | None = None, scale: int | None 
     return path
 
 
-def plot_samples(vae, path, n: int = 64, seed: int | None = None) -> Path:
+def plot_samples(vae, path, n: int = 64, seed: int | None = None, labels=None) -> Path:
     """Writes a grid of `n` prior samples (means of p(x|z), z ~ p(z)) to `path`.
+
+    For a conditional VAE, `labels` picks the classes (default: 0, 1, 2, ... in turn,
+    so each column of the grid is one class when the grid is 10 wide).
 
     Example:
 
     >>> tfvae.plots.plot_samples(vae, "samples.png", n=64, seed=0)
     """
+    num_classes = getattr(vae, "num_classes", None)
+    if num_classes:
+        labels = np.arange(n) % num_classes if labels is None else labels
+        samples = np.asarray(vae.sample(n, labels=labels, seed=seed))
+        return save_image_grid(as_images(samples, vae.data_shape), path, columns=num_classes)
     samples = np.asarray(vae.sample(n, seed=seed))
     return save_image_grid(as_images(samples, vae.data_shape), path)
 
 
-def plot_reconstructions(vae, x, path, n: int = 32) -> Path:
+def plot_reconstructions(vae, x, path, n: int = 32, labels=None) -> Path:
     """Writes input/reconstruction pairs (inputs on odd rows, reconstructions below).
+
+    `labels` are needed for a conditional VAE.
 
     Example:
 
     >>> tfvae.plots.plot_reconstructions(vae, x_test[:32], "reconstructions.png")
     """
     x = np.asarray(x, dtype=np.float32)[:n]
-    reconstructions = np.asarray(vae.reconstruct(x))
+    if getattr(vae, "num_classes", None):
+        reconstructions = np.asarray(vae.reconstruct(x, labels=np.asarray(labels)[:n]))
+    else:
+        reconstructions = np.asarray(vae.reconstruct(x))
     columns = min(len(x), 8)
     rows = []
     for start in range(0, len(x), columns):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -29,7 +30,25 @@ from tfvae.validation import check_array, check_dataset, reraise_input_errors
 
 tfd = tfp.distributions
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "ElboParts"]
+
+
+class ElboParts(NamedTuple):
+    """What one pass through a VAE gives: q(z|x), its sample z, p(x|z) and the ELBO terms."""
+
+    posterior: tfd.Distribution
+    z: tf.Tensor
+    likelihood: tfd.Distribution
+    distortion: tf.Tensor
+    rate: tf.Tensor
+
+
+def _central_point(posterior: tfd.Distribution) -> tf.Tensor:
+    """The posterior mean, or for flows (no analytic mean) the flow of the base mean."""
+    try:
+        return posterior.mean()
+    except NotImplementedError:
+        return posterior.bijector.forward(posterior.distribution.mean())
 
 
 def _output_layer(model: keras.Model, role: str) -> DistributionLayer:
@@ -142,14 +161,27 @@ class VAE(keras.Model):
         self.build((None,) + self.data_shape)
 
     def build(self, input_shape=None):
-        self.prior.build()
+        if not self.prior.built:
+            self.prior.build()
         self.built = True
 
     # ------------------------------------------------------------------ inference
     def call(self, x, training=False):
         """Returns the mean of p(x|z) at z = the posterior mean: a deterministic reconstruction."""
-        posterior = self.encoder(x, training=training)
-        return self.decoder(posterior.mean(), training=training).mean()
+        posterior = self._encode(x, training=training)
+        return self._decode(_central_point(posterior), training=training).mean()
+
+    def _encode(self, x, y=None, training=False) -> tfd.Distribution:
+        """q(z|x): how the encoder is called (conditional models also pass y)."""
+        return self.encoder(x, training=training)
+
+    def _decode(self, z, y=None, training=False) -> tfd.Distribution:
+        """p(x|z): how the decoder is called (conditional models also pass y)."""
+        return self.decoder(z, training=training)
+
+    def prior_distribution(self) -> tfd.Distribution:
+        """Returns p(z) (the VampPrior builds it through the encoder)."""
+        return self.prior.distribution(encoder=self.encoder)
 
     def _checked(self, x, name="x"):
         if tf.executing_eagerly() and not isinstance(x, keras.KerasTensor):
@@ -193,12 +225,15 @@ class VAE(keras.Model):
         Raises:
             ValueError: if `n < 1` or `output` is unknown.
         """
+        return self._sample(n, None, seed, output)
+
+    def _sample(self, n, y, seed, output):
         if output not in ("mean", "sample"):
             raise ValueError(f'`output` must be "mean" or "sample". Received: output={output!r}')
         if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n < 1:
             raise ValueError(f"`n` must be >= 1. Received: n={n}")
-        z = self.prior.distribution().sample(n, seed=seed)
-        likelihood = self.decoder(z)
+        z = self.prior_distribution().sample(n, seed=seed)
+        likelihood = self._decode(z, y)
         if output == "mean":
             return likelihood.mean()
         return tf.cast(likelihood.sample(seed=seed), tf.float32)
@@ -207,36 +242,53 @@ class VAE(keras.Model):
     def _posterior_seed(self) -> tf.Tensor:
         return tf.cast(self._noise.next(), tf.int32)
 
-    def loss_terms(self, x, training: bool = False) -> dict[str, tf.Tensor]:
+    def elbo_parts(self, x, y=None, training: bool = False) -> ElboParts:
+        """Encodes x, draws one z ~ q(z|x), decodes it, and returns the ELBO's parts.
+
+        Args:
+            x: a float32 batch of data.
+            y: labels, used by conditional models only.
+            training: passed to the encoder and decoder.
+
+        Returns:
+            `ElboParts(posterior, z, likelihood, distortion, rate)`; the last two per
+            example, in nats.
+        """
+        posterior = self._encode(x, y, training=training)
+        z = posterior.sample(seed=self._posterior_seed())
+        likelihood = self._decode(z, y, training=training)
+        distortion = losses.distortion(likelihood, x)
+        rate = losses.rate(posterior, self.prior_distribution(), z)
+        return ElboParts(posterior, z, likelihood, distortion, rate)
+
+    def terms(self, distortion, rate, loss=None) -> dict[str, tf.Tensor]:
+        """Returns the standard terms; `loss` defaults to distortion + beta * rate."""
+        if loss is None:
+            loss = distortion + self.beta * rate
+        return {"loss": loss, "distortion": distortion, "rate": rate, "elbo": -(distortion + rate)}
+
+    def loss_terms(self, x, y=None, training: bool = False) -> dict[str, tf.Tensor]:
         """Returns the per-example terms of the objective, each of shape `(batch,)`.
 
         The one extension point of the VAE family: a variant overrides this method and
         returns the same keys (`loss` is what is minimised), plus any of its own listed
-        in `term_names`.
+        in `term_names`. `train_step` and `test_step` call it and nothing else.
 
         Args:
             x: a float32 batch of data.
+            y: labels (the second item of each batch), used by conditional models only.
             training: passed to the encoder and decoder.
 
         Returns:
             A dict with `loss`, `distortion`, `rate` and `elbo`, in nats.
         """
-        posterior = self.encoder(x, training=training)
-        z = posterior.sample(seed=self._posterior_seed())
-        likelihood = self.decoder(z, training=training)
-        distortion = losses.distortion(likelihood, x)
-        rate = losses.rate(posterior, self.prior.distribution(), z)
-        return {
-            "loss": distortion + self.beta * rate,
-            "distortion": distortion,
-            "rate": rate,
-            "elbo": -(distortion + rate),
-        }
+        parts = self.elbo_parts(x, y, training=training)
+        return self.terms(parts.distortion, parts.rate)
 
     @staticmethod
-    def _data_x(data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return tf.cast(x, tf.float32)
+    def _unpack(data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return tf.cast(x, tf.float32), y
 
     def _record(self, terms):
         for name, tracker in self._trackers.items():
@@ -244,9 +296,9 @@ class VAE(keras.Model):
         return {name: tracker.result() for name, tracker in self._trackers.items()}
 
     def train_step(self, data):
-        x = self._data_x(data)
+        x, y = self._unpack(data)
         with tf.GradientTape() as tape:
-            terms = self.loss_terms(x, training=True)
+            terms = self.loss_terms(x, y, training=True)
             loss = tf.reduce_mean(terms["loss"])
             if self.losses:
                 loss += tf.add_n(self.losses)
@@ -255,7 +307,8 @@ class VAE(keras.Model):
         return self._record(terms)
 
     def test_step(self, data):
-        return self._record(self.loss_terms(self._data_x(data), training=False))
+        x, y = self._unpack(data)
+        return self._record(self.loss_terms(x, y, training=False))
 
     @property
     def metrics(self):
@@ -298,6 +351,10 @@ class VAE(keras.Model):
             return (check_array(data[0], self.data_shape, support, name),) + data[1:]
         return check_array(data, self.data_shape, support, name)
 
+    def _checked_labels(self, x, y):
+        """Checks labels passed beside x (conditional models need them); returns them."""
+        return y
+
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, with the data checked first (see `tfvae.validation`).
 
@@ -306,6 +363,7 @@ class VAE(keras.Model):
                 NaN or Inf, or empty (also when a dataset batch goes wrong mid-epoch).
         """
         x = self._checked_data(x, "x")
+        y = self._checked_labels(x, y)
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)  # a dataset shuffles itself
         if kwargs.get("validation_data") is not None:
@@ -324,6 +382,7 @@ class VAE(keras.Model):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate`, with the data checked first."""
         x = self._checked_data(x, "x")
+        y = self._checked_labels(x, y)
         with reraise_input_errors():
             result = super().evaluate(x, y, *args, **kwargs)
         if result is None or (hasattr(result, "__len__") and len(result) == 0):

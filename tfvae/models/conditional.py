@@ -1,0 +1,137 @@
+"""The conditional VAE: encoder and decoder both see a label y.
+
+    log p(x|y) >= E_q(z|x,y)[log p(x|z,y)] - KL(q(z|x,y) || p(z))
+
+Trained on `(x, y)` pairs; `sample(n, labels)` generates examples of chosen classes.
+Labels are integers in [0, num_classes) or one-hot rows; the networks receive them
+one-hot (see `tfvae.networks.build(..., num_classes=...)`).
+
+References:
+    Sohn, K., Lee, H. & Yan, X. (2015). Learning Structured Output Representation using
+        Deep Conditional Generative Models. NeurIPS.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae.models.vae import VAE
+from tfvae.validation import check_array
+
+__all__ = ["ConditionalVAE"]
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class ConditionalVAE(VAE):
+    """A VAE whose encoder takes `[x, label]` and whose decoder takes `[z, label]`.
+
+    Args:
+        encoder: functional model `[x, one-hot label] -> q(z|x, y)`.
+        decoder: functional model `[z, one-hot label] -> p(x|z, y)`.
+        num_classes: number of classes, >= 2.
+        prior, beta, seed: as in `VAE`.
+
+    Raises:
+        ValueError: for `num_classes < 2`, networks without a label input of that size,
+            and (when training, evaluating or sampling) missing or out-of-range labels.
+
+    Example:
+
+    >>> encoder, decoder = tfvae.networks.build("mlp", (28, 28, 1), 20, num_classes=10)
+    >>> cvae = ConditionalVAE(encoder, decoder, num_classes=10)
+    >>> cvae.compile(); cvae.fit(x_train, y_train, epochs=10)
+    >>> sevens = cvae.sample(16, labels=7)
+    """
+
+    def __init__(self, encoder, decoder, num_classes: int, **kwargs):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(
+                f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}"
+            )
+        for role, model in (("encoder", encoder), ("decoder", decoder)):
+            shapes = [tuple(t.shape[1:]) for t in getattr(model, "inputs", None) or []]
+            if len(shapes) != 2 or shapes[1] != (num_classes,):
+                raise ValueError(
+                    f"The {role} of a ConditionalVAE must take two inputs, the second a one-hot "
+                    f"label of shape (batch, {num_classes}). Received input shapes: {shapes}. "
+                    "Build them with tfvae.networks.build(..., num_classes=...)."
+                )
+        super().__init__(encoder, decoder, **kwargs)
+        self.num_classes = num_classes
+
+    def _one_hot(self, y):
+        if y is None:
+            raise ValueError(
+                "A ConditionalVAE needs labels: train and evaluate on (x, y) pairs "
+                "(fit(x, y), or a dataset of (x, label) batches) and pass labels= to sample."
+            )
+        y = tf.convert_to_tensor(y)
+        if y.shape.rank == 2:
+            return tf.cast(y, tf.float32)
+        return tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), self.num_classes)
+
+    def _encode(self, x, y=None, training=False):
+        return self.encoder([x, self._one_hot(y)], training=training)
+
+    def _decode(self, z, y=None, training=False):
+        return self.decoder([z, self._one_hot(y)], training=training)
+
+    def call(self, inputs, training=False):
+        """Returns reconstructions of `inputs = (x, labels)` at the posterior mean."""
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError("A ConditionalVAE is called on (x, labels).")
+        x, y = inputs
+        posterior = self._encode(x, y, training=training)
+        return self._decode(posterior.mean(), y, training=training).mean()
+
+    def _labels(self, labels, n: int) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.ndim == 0:
+            labels = np.full((n,), labels)
+        if labels.ndim == 1 and not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"Labels must be integers. Received: dtype={labels.dtype}")
+        if labels.ndim == 1 and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(
+                f"Labels must lie in [0, {self.num_classes}). Received values in "
+                f"[{labels.min()}, {labels.max()}]."
+            )
+        if labels.shape[0] != n:
+            raise ValueError(f"Expected {n} labels. Received: {labels.shape[0]}")
+        return labels
+
+    def _checked_labels(self, x, y):
+        if isinstance(x, tf.data.Dataset):
+            return y
+        if y is None:
+            self._one_hot(None)  # raises the missing-labels error
+        return self._labels(y, len(x))
+
+    def encode(self, x, labels):
+        """Returns q(z|x, y) for a batch `x` and its labels."""
+        x = self._checked(x)
+        return self._encode(x, self._labels(labels, len(x)))
+
+    def decode(self, z, labels):
+        """Returns p(x|z, y) for latents `z` and labels."""
+        z = check_array(z, (self.latent_dim,), None, "z")
+        return self._decode(z, self._labels(labels, len(z)))
+
+    def reconstruct(self, x, labels):
+        """Returns the decoder mean at the posterior mean of each example of `x`."""
+        x = self._checked(x)
+        return self((x, self._labels(labels, len(x))))
+
+    def sample(self, n: int, labels=None, seed=None, output: str = "mean"):
+        """Draws `n` examples of the classes `labels` (an int for all, or one per example).
+
+        Raises:
+            ValueError: if `labels` is missing or out of range.
+        """
+        if labels is None:
+            self._one_hot(None)
+        return self._sample(n, self._labels(labels, n), seed, output)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
