@@ -6,7 +6,8 @@ steps. Each step is `tfb.Invert(tfb.MaskedAutoregressiveFlow(made_t))`:
     z_i = (eps_i - m_i(eps_<i)) * exp(-s_i(eps_<i))
 
 This is one parallel pass when sampling, and its log-determinant is -sum_i s_i. The
-order of the dimensions is reversed between steps. m and s come from a MADE (masked
+order of the dimensions is reversed between steps, and once more at the end when
+needed, so that z_i stays dimension i. m and s come from a MADE (masked
 autoencoder) whose weights are Keras 3 weights of the layer: `tfb.AutoregressiveNetwork`
 is a Keras 2 layer and is not used. Its output weights start at zero, so the flow starts
 as the identity, and s is bounded by tanh.
@@ -147,6 +148,8 @@ class IAFPosterior(MultivariateNormalDiag):
                     )
                 )
             )
+        if self.num_flows % 2 == 0:
+            steps.append(reverse)  # an even count of reversals: z_i stays dimension i
         # tfb.Chain applies its list last to first.
         return tfd.TransformedDistribution(base, tfb.Chain(list(reversed(steps))))
 

@@ -333,11 +333,14 @@ class VAE(keras.Model):
                 f"`loss` to compile(). Received: loss={loss!r}"
             )
         super().compile(optimizer=optimizer, **kwargs)
+        # Creating the optimizer's variables now, rather than inside the first traced
+        # step, lets tf.function trace the train step once instead of twice.
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
 
     def compile_from_config(self, config):
         """Re-compiles a loaded model as saved, with its optimizer state (for `.keras` files)."""
         self.compile(**keras.saving.deserialize_keras_object(config))
-        self.optimizer.build(self.trainable_variables)
 
     def _checked_data(self, data, name):
         if data is None:

@@ -1,0 +1,242 @@
+"""The VAE family: every model trains on real MNIST, reloads, runs from the CLI; identities."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+import tfvae
+from tfvae import models
+from tfvae.flows import IAFPosterior, made_masks
+
+tfd = tfp.distributions
+
+
+@pytest.fixture(scope="module")
+def mnist_subset(mnist_source):
+    """2,048 dynamically binarised training images (with labels) and 512 test images."""
+    x, y = tfvae.data.load_arrays("mnist", "train[:2048]", **mnist_source)
+    x_test, y_test = tfvae.data.load_arrays("mnist", "test[:512]", **mnist_source)
+    rng = np.random.default_rng(0)
+    binary = lambda a: (rng.random(a.shape) < a).astype(np.float32)  # noqa: E731
+    return binary(x), y, binary(x_test), y_test
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_every_model_trains_on_mnist_and_reloads_with_identical_outputs(
+    name, mnist_subset, tmp_path
+):
+    x, y, x_test, y_test = mnist_subset
+    keras.utils.set_random_seed(0)
+    vae = models.build(name, (28, 28, 1), latent_dim=8, seed=0, num_pseudo_inputs=20)
+    vae.compile()
+    labels = (y,) if name == "conditional" else ()
+    history = vae.fit(x, *labels, batch_size=128, epochs=3, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0] - 5, history["loss"]
+    assert np.isfinite(history["rate"]).all()
+
+    path = tmp_path / f"{name}.keras"
+    vae.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert type(loaded) is type(vae)
+    for a, b in zip(vae.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    inputs = (x_test[:64], y_test[:64]) if name == "conditional" else x_test[:64]
+    np.testing.assert_array_equal(loaded.predict(inputs, verbose=0), vae.predict(inputs, verbose=0))
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_every_model_runs_from_the_command_line(name, tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tfvae",
+            "train",
+            "--model",
+            name,
+            "--epochs",
+            "1",
+            "--latent-dim",
+            "4",
+            "--num-pseudo-inputs",
+            "10",
+            "--output-dir",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = keras.models.load_model(tmp_path / "r" / "model.keras", safe_mode=True)
+    assert type(loaded).__name__ == {
+        "beta_vae": "BetaVAE",
+        "free_bits": "FreeBitsVAE",
+        "iwae": "IWAE",
+        "conditional": "ConditionalVAE",
+    }.get(name, "VAE")
+    assert (tmp_path / "r" / "samples.png").stat().st_size > 1000
+
+
+def shared_networks(latent_dim=4):
+    encoder = tfvae.networks.mlp_encoder((8, 8, 1), latent_dim, (32,))
+    decoder = tfvae.networks.mlp_decoder(latent_dim, (8, 8, 1), (32,))
+    return encoder, decoder
+
+
+def test_iwae_with_one_sample_is_the_elbo_on_the_same_noise(digits):
+    encoder, decoder = shared_networks()
+    vae, iwae = tfvae.VAE(encoder, decoder, seed=3), tfvae.IWAE(encoder, decoder, k=1, seed=3)
+    x = digits[1][:100]
+    parts = vae.elbo_parts(x)
+    bound = iwae.loss_terms(x)["iwae_bound"].numpy()
+    monte_carlo_rate = parts.posterior.log_prob(parts.z) - vae.prior_distribution().log_prob(
+        parts.z
+    )
+    np.testing.assert_allclose(bound, -(parts.distortion + monte_carlo_rate), atol=1e-4)
+
+    # In expectation it is also the ELBO with the analytic KL.
+    draws = np.stack([iwae.loss_terms(x)["iwae_bound"].numpy() for _ in range(200)])
+    elbo = np.mean([vae.loss_terms(x)["elbo"].numpy() for _ in range(200)], axis=0)
+    error = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.abs(draws.mean(axis=0) - elbo).max() < 4 * error.max() + 0.05
+
+
+def test_iwae_bound_with_five_samples_is_above_the_elbo_on_average(digits):
+    x_train, x_test = digits
+    iwae = tfvae.IWAE(*shared_networks(), k=5, seed=1)
+    iwae.compile()
+    iwae.fit(x_train, batch_size=64, epochs=5, verbose=0)
+    draws = [iwae.loss_terms(x_test) for _ in range(20)]
+    bound = np.mean([d["iwae_bound"].numpy().mean() for d in draws])
+    elbo = np.mean([d["elbo"].numpy().mean() for d in draws])
+    assert bound > elbo + 0.05, (bound, elbo)
+
+
+def test_free_bits_report_the_true_rate_and_optimise_the_floored_one(digits):
+    vae = tfvae.FreeBitsVAE(*shared_networks(latent_dim=6), free_bits=0.5, beta=2.0)
+    x = digits[1][:128]
+    terms = vae.loss_terms(x)
+    q = vae.encoder(x)
+    mu, sigma = q.mean().numpy(), q.stddev().numpy()
+    per_dim = 0.5 * (mu**2 + sigma**2 - np.log(sigma**2) - 1.0)
+    np.testing.assert_allclose(terms["rate"], per_dim.sum(axis=1), atol=1e-5)
+    floored = np.maximum(per_dim.mean(axis=0), 0.5).sum()
+    np.testing.assert_allclose(terms["optimized_rate"], floored, rtol=1e-5)
+    assert terms["optimized_rate"].numpy().min() >= 6 * 0.5
+    np.testing.assert_allclose(terms["loss"], terms["distortion"] + 2.0 * floored, rtol=1e-5)
+
+
+def test_conditional_sampler_follows_the_label_and_needs_labels(digits):
+    x_train, _ = digits
+    y_train = tfvae.data.load_arrays("digits", "train")[1]
+    encoder, decoder = tfvae.networks.build("mlp", (8, 8, 1), 4, num_classes=10)
+    cvae = tfvae.ConditionalVAE(encoder, decoder, num_classes=10, seed=0)
+    cvae.compile()
+    cvae.fit(x_train, y_train, batch_size=64, epochs=10, verbose=0)
+    zeros = cvae.sample(32, labels=0, seed=5).numpy()
+    ones = cvae.sample(32, labels=1, seed=5).numpy()
+    assert np.abs(zeros - ones).mean() > 0.05
+    # The samples of each label look like that class more than like the other one.
+    mean_zero, mean_one = (x_train[y_train == c].mean(axis=0) for c in (0, 1))
+    assert np.abs(zeros.mean(0) - mean_zero).mean() < np.abs(zeros.mean(0) - mean_one).mean()
+    with pytest.raises(ValueError, match="needs labels"):
+        cvae.fit(x_train, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="needs labels"):
+        cvae.sample(4)
+    with pytest.raises(ValueError, match=r"Labels must lie in \[0, 10\)"):
+        cvae.sample(4, labels=12)
+    with pytest.raises(ValueError, match="needs labels"):
+        cvae.fit(tfvae.data.load("digits", "train", batch_size=64), epochs=1, verbose=0)
+
+
+def test_learned_priors_are_learned_and_use_the_monte_carlo_rate(digits):
+    for prior in (
+        tfvae.priors.MixtureOfGaussians(4, 3),
+        tfvae.priors.VampPrior(4, (8, 8, 1), num_pseudo_inputs=7),
+    ):
+        vae = tfvae.VAE(*shared_networks(), prior=prior)
+        before = [w.numpy().copy() for w in prior.weights]
+        assert prior.trainable_weights
+        with pytest.raises(NotImplementedError):
+            tfd.kl_divergence(vae.encoder(digits[1][:4]), vae.prior_distribution())
+        vae.compile()
+        vae.fit(digits[0], batch_size=64, epochs=2, verbose=0)
+        assert any(np.abs(b - a.numpy()).max() > 1e-4 for b, a in zip(before, prior.weights))
+        assert np.isfinite(vae.evaluate(digits[1], verbose=0, return_dict=True)["rate"])
+
+
+def test_made_masks_are_autoregressive():
+    to_hidden, to_output = made_masks(5, 16)
+    reach = (to_hidden @ to_output) > 0  # input j reaches output i
+    for i in range(5):
+        for half in (i, 5 + i):
+            assert reach[:, half].tolist() == [j < i for j in range(5)]
+
+
+def test_iaf_posterior_starts_as_its_base_gaussian_and_is_a_flow():
+    layer = IAFPosterior(4, num_flows=2, hidden_units=8)
+    params = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    q = layer(params)
+    assert len(q.bijector.bijectors) == 4  # two IAF steps, a reversal between and after
+    z = q.sample(seed=[1, 2])
+    base = tfvae.layers.MultivariateNormalDiag(4)(params)
+    np.testing.assert_allclose(q.log_prob(z), base.log_prob(z), atol=1e-5)
+    layer.made[0][2].assign(np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32))
+    moved = layer(params)
+    z = moved.sample(seed=[1, 2])
+    assert np.abs(moved.log_prob(z) - base.log_prob(z)).max() > 1e-3
+    with pytest.raises(ValueError, match="latent_dim"):
+        IAFPosterior(1)
+
+
+@pytest.mark.parametrize(
+    "make,error,message",
+    [
+        (lambda e, d: tfvae.IWAE(e, d, k=0), ValueError, r"`k` must be an integer >= 1"),
+        (lambda e, d: tfvae.IWAE(e, d, k=2.5), ValueError, "k"),
+        (lambda e, d: tfvae.BetaVAE(e, d, beta=-4.0), ValueError, "beta"),
+        (lambda e, d: tfvae.IWAE(e, d, beta=-1.0), ValueError, "beta"),
+        (lambda e, d: tfvae.FreeBitsVAE(e, d, free_bits=-0.1), ValueError, "free_bits"),
+        (lambda e, d: tfvae.ConditionalVAE(e, d, num_classes=1), ValueError, "num_classes"),
+        (
+            lambda e, d: tfvae.ConditionalVAE(e, d, num_classes=10),
+            ValueError,
+            "must take two inputs",
+        ),
+        (lambda e, d: tfvae.priors.MixtureOfGaussians(4, 0), ValueError, "num_components"),
+        (lambda e, d: tfvae.priors.VampPrior(4, (8, 8, 1), 0), ValueError, "num_pseudo_inputs"),
+        (lambda e, d: models.build("ladder", (8, 8, 1)), ValueError, "Unknown model 'ladder'"),
+    ],
+)
+def test_bad_settings_give_clear_errors(make, error, message):
+    with pytest.raises(error, match=message):
+        make(*shared_networks())
+
+
+def test_flow_and_mixture_models_export_their_signatures(tmp_path, digits):
+    for name in ("flow", "mixture_prior"):
+        vae = models.build(name, (8, 8, 1), latent_dim=4)
+        vae.compile()
+        vae.fit(digits[0][:128], epochs=1, verbose=0)
+        saved = tfvae.export.export_saved_model(vae, tmp_path / f"{name}_sm")
+        served = tf.saved_model.load(str(saved)).signatures
+        assert ("encode" in served) == (name != "flow")
+        z = np.zeros((2, 4), np.float32)
+        np.testing.assert_allclose(served["decode"](z=z)["mean"], vae.decode(z).mean(), atol=1e-5)
+        lite = tfvae.export.LiteRTModel(tfvae.export.to_tflite(vae, tmp_path / f"{name}.tflite"))
+        assert lite.sample(3).shape == (3, 8, 8, 1)
+        assert all(op.isupper() for op in lite.op_names())
+    with pytest.raises(ValueError, match="posterior is a flow"):
+        tfvae.export.export_saved_model(
+            vae_flow := models.build("flow", (8, 8, 1), latent_dim=4),
+            tmp_path / "x",
+            signatures=("encode",),
+            allow_untrained=True,
+        )
+    assert vae_flow.built
