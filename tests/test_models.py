@@ -79,6 +79,7 @@ def test_every_model_runs_from_the_command_line(name, tmp_path):
         "free_bits": "FreeBitsVAE",
         "iwae": "IWAE",
         "conditional": "ConditionalVAE",
+        "vqvae": "VQVAE",
     }.get(name, "VAE")
     assert (tmp_path / "r" / "samples.png").stat().st_size > 1000
 
@@ -212,6 +213,12 @@ def test_iaf_posterior_starts_as_its_base_gaussian_and_is_a_flow():
         (lambda e, d: tfvae.priors.MixtureOfGaussians(4, 0), ValueError, "num_components"),
         (lambda e, d: tfvae.priors.VampPrior(4, (8, 8, 1), 0), ValueError, "num_pseudo_inputs"),
         (lambda e, d: models.build("ladder", (8, 8, 1)), ValueError, "Unknown model 'ladder'"),
+        (
+            lambda e, d: models.build("vqvae", (8, 8, 1), num_codes=1),
+            ValueError,
+            r"`num_codes` \(the codebook size\) must be an integer >= 2",
+        ),
+        (lambda e, d: models.build("vqvae", (8, 8, 1), beta=-0.5), ValueError, "beta"),
     ],
 )
 def test_bad_settings_give_clear_errors(make, error, message):
@@ -232,7 +239,7 @@ def test_flow_and_mixture_models_export_their_signatures(tmp_path, digits):
         lite = tfvae.export.LiteRTModel(tfvae.export.to_tflite(vae, tmp_path / f"{name}.tflite"))
         assert lite.sample(3).shape == (3, 8, 8, 1)
         assert all(op.isupper() for op in lite.op_names())
-    with pytest.raises(ValueError, match="posterior is a flow"):
+    with pytest.raises(ValueError, match="not a diagonal Gaussian"):
         tfvae.export.export_saved_model(
             vae_flow := models.build("flow", (8, 8, 1), latent_dim=4),
             tmp_path / "x",
@@ -240,3 +247,26 @@ def test_flow_and_mixture_models_export_their_signatures(tmp_path, digits):
             allow_untrained=True,
         )
     assert vae_flow.built
+
+
+def test_vqvae_uses_many_codes_learns_its_codebook_and_passes_gradients(digits):
+    x_train, x_test = digits
+    for ema in (False, True):
+        keras.utils.set_random_seed(0)
+        vqvae = models.build("vqvae", (8, 8, 1), latent_dim=8, num_codes=32, ema=ema, seed=0)
+        codebook = vqvae.quantizer.codebook.numpy().copy()
+        assert vqvae.quantizer.codebook.trainable is not ema
+        # Straight-through: the encoder gets gradients through the quantiser.
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(vqvae.loss_terms(x_test[:32], training=True)["loss"])
+        gradients = tape.gradient(loss, vqvae.encoder.trainable_variables)
+        assert all(g is not None and np.abs(g.numpy()).max() > 0 for g in gradients)
+        vqvae.compile()
+        history = vqvae.fit(x_train, batch_size=64, epochs=5, verbose=0).history
+        assert history["loss"][-1] < history["loss"][0]
+        used = np.unique(vqvae.encode(x_test).numpy())
+        assert len(used) > 1 and history["perplexity"][-1] > 1.5, (ema, used)
+        assert np.abs(vqvae.quantizer.codebook.numpy() - codebook).max() > 1e-3
+        result = vqvae.evaluate(x_test, verbose=0, return_dict=True)
+        assert result["rate"] == pytest.approx(16 * np.log(32), rel=1e-5)  # 16 positions
+        assert vqvae.sample(5, seed=1).shape == (5, 8, 8, 1)

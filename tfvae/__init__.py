@@ -35,7 +35,7 @@ from tfvae.layers import (
     IndependentNormal,
     MultivariateNormalDiag,
 )
-from tfvae.models import IWAE, VAE, BetaVAE, ConditionalVAE, FreeBitsVAE
+from tfvae.models import IWAE, VAE, VQVAE, BetaVAE, ConditionalVAE, FreeBitsVAE
 from tfvae.priors import StandardNormal
 
 __version__ = "0.1.0"
@@ -46,6 +46,7 @@ __all__ = [
     "FreeBitsVAE",
     "IWAE",
     "ConditionalVAE",
+    "VQVAE",
     "MultivariateNormalDiag",
     "IndependentBernoulli",
     "IndependentNormal",

@@ -138,6 +138,15 @@ def _parser() -> argparse.ArgumentParser:
         help="pseudo-inputs of --model vamp_prior (default: 100)",
     )
     model.add_argument(
+        "--num-codes",
+        type=_positive_int,
+        default=128,
+        help="codebook size of --model vqvae (default: 128)",
+    )
+    model.add_argument(
+        "--ema", action="store_true", help="--model vqvae: update the codebook by moving averages"
+    )
+    model.add_argument(
         "--kl-schedule",
         choices=("none", *SCHEDULES),
         default="none",
@@ -265,6 +274,8 @@ def _train(args) -> int:
         num_classes=num_classes,
         num_components=args.num_components,
         num_pseudo_inputs=args.num_pseudo_inputs,
+        num_codes=args.num_codes,
+        ema=args.ema,
     )
     vae.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
 

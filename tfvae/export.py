@@ -81,21 +81,21 @@ def _check_signatures(signatures, vae=None) -> tuple[str, ...]:
     if vae is not None and "encode" in signatures and _has_flow_posterior(vae):
         raise ValueError(
             "The 'encode' signature exports a Gaussian posterior's loc and scale; this model's "
-            "posterior is a flow. Export the other signatures: "
+            "posterior is not a diagonal Gaussian (a flow, or VQ codes). Export the others: "
             "signatures=('decode', 'sample', 'reconstruct')."
         )
     return signatures
 
 
 def _has_flow_posterior(vae) -> bool:
-    """True when q(z|x) is not a plain diagonal Gaussian (it has no closed-form loc, scale)."""
+    """True when q(z|x) is not a plain diagonal Gaussian (a flow, or a VQ-VAE's codes)."""
     return type(vae.encoder.outputs[0]._keras_history.operation) is not MultivariateNormalDiag
 
 
 def _endpoints(vae: VAE) -> dict:
     """Returns {name: (function, input_signature)} for every signature."""
     x_spec = tf.TensorSpec((None,) + vae.data_shape, tf.float32, name="x")
-    z_spec = tf.TensorSpec((None, vae.latent_dim), tf.float32, name="z")
+    z_spec = tf.TensorSpec((None,) + vae.latent_shape, tf.float32, name="z")
     n_spec = tf.TensorSpec((), tf.int32, name="n")
 
     def encode(x):
@@ -107,7 +107,7 @@ def _endpoints(vae: VAE) -> dict:
         return {"mean": likelihood.mean(), **vae.likelihood.named_parameters(likelihood)}
 
     def sample(n):
-        return {"x": vae._decode(vae.prior.stateful_sample(n, encoder=vae.encoder)).mean()}
+        return {"x": vae._decode(vae.stateful_latent_sample(n)).mean()}
 
     def reconstruct(x):
         return {"x": vae(x)}
@@ -146,7 +146,7 @@ def export_saved_model(
         vae: a trained `tfvae.VAE`.
         path: the SavedModel folder to create.
         signatures: which signatures to include (default: all four; all but `encode`
-            for a flow posterior, whose loc and scale are not defined).
+            for a flow posterior or a VQ-VAE, which have no Gaussian loc and scale).
         overwrite: replace an existing `path`.
         allow_untrained: export a model that has taken no training step.
 

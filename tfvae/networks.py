@@ -262,8 +262,9 @@ def conv_decoder(
 
     >>> decoder = conv_decoder(64, (32, 32, 3), likelihood="gaussian_learned_scale")
     """
-    height, width, channels = _image_shape(output_shape)
-    likelihood_out = likelihood_layer(likelihood, (height, width, channels))
+    output_shape = _image_shape(output_shape)
+    height, width, _ = output_shape
+    likelihood_out = likelihood_layer(likelihood, output_shape)
     filters = _positive_ints(filters, "filters")
     factor = 2 ** len(filters)
     start_h, start_w = math.ceil(height / factor), math.ceil(width / factor)
@@ -273,15 +274,20 @@ def conv_decoder(
     x = keras.layers.Dense(units, "relu", name="hidden")(_with_label(z, label))
     x = keras.layers.Dense(start_h * start_w * filters[0], "relu", name="project")(x)
     x = keras.layers.Reshape((start_h, start_w, filters[0]), name="reshape")(x)
+    return _model(inputs, label, likelihood_out(_upsample(x, filters, output_shape)), name)
+
+
+def _upsample(x, filters, output_shape):
+    """Strided transposed convolutions up to (H, W), a crop, and one parameter per pixel."""
+    height, width, channels = output_shape
     for i, units in enumerate(filters):
         x = keras.layers.Conv2DTranspose(
             units, 3, strides=2, padding="same", activation="relu", name=f"deconv_{i}"
         )(x)
-    extra_h, extra_w = start_h * factor - height, start_w * factor - width
+    extra_h, extra_w = x.shape[1] - height, x.shape[2] - width
     if extra_h or extra_w:
         x = keras.layers.Cropping2D(((0, extra_h), (0, extra_w)), name="crop")(x)
-    params = keras.layers.Conv2D(channels, 3, padding="same", name="params")(x)
-    return _model(inputs, label, likelihood_out(params), name)
+    return keras.layers.Conv2D(channels, 3, padding="same", name="params")(x)
 
 
 #: Network names accepted by `build` and the CLI.
@@ -326,4 +332,68 @@ def build(
             conv_encoder(data_shape, latent_dim, num_classes=num_classes, posterior=posterior),
             conv_decoder(latent_dim, data_shape, likelihood=likelihood, num_classes=num_classes),
         )
+    raise ValueError(f"Unknown network {network!r}. Expected one of: {', '.join(NETWORKS)}.")
+
+
+def build_vq(
+    network: str,
+    data_shape: Sequence[int],
+    code_dim: int = 16,
+    num_latents: int = 16,
+    likelihood: str = "bernoulli",
+) -> tuple[keras.Model, keras.Model]:
+    """Returns `(encoder, decoder)` for a VQ-VAE: x -> z_e tensor, z_q -> p(x|z_q).
+
+    `"mlp"`: z_e has `num_latents` positions of `code_dim` (hidden sizes 512, 256).
+    `"conv"`: z_e is a `(H/4, W/4, code_dim)` map (strided convolutions of 32 and 64
+    channels, then a 1x1 convolution); the decoder mirrors it.
+
+    Args:
+        network: `"mlp"` or `"conv"`.
+        data_shape: shape of one example (`(H, W, C)` for `"conv"`).
+        code_dim: D, the size of each latent vector (and of each code).
+        num_latents: positions of the MLP's latent.
+        likelihood: name of the likelihood.
+
+    Returns:
+        `(encoder, decoder)`, functional models named "encoder" and "decoder".
+
+    Raises:
+        ValueError: for an unknown network or bad sizes.
+
+    Example:
+
+    >>> encoder, decoder = build_vq("conv", (28, 28, 1), code_dim=16)  # z_e: (7, 7, 16)
+    """
+    code_dim = _check_latent_dim(code_dim)
+    if network == "mlp":
+        data_shape = _event_shape_tuple(data_shape)
+        num_latents = _positive_ints([num_latents], "num_latents")[0]
+        x = inputs = keras.Input(data_shape, name="x")
+        x = keras.layers.Flatten(name="flatten")(x)
+        for i, units in enumerate((512, 256)):
+            x = keras.layers.Dense(units, "relu", name=f"hidden_{i}")(x)
+        x = keras.layers.Dense(num_latents * code_dim, name="project")(x)
+        z_e = keras.layers.Reshape((num_latents, code_dim), name="z_e")(x)
+        encoder = keras.Model(inputs, z_e, name="encoder")
+        z = z_inputs = keras.Input((num_latents, code_dim), name="z")
+        z = keras.layers.Flatten(name="flatten")(z)
+        for i, units in enumerate((256, 512)):
+            z = keras.layers.Dense(units, "relu", name=f"hidden_{i}")(z)
+        params = keras.layers.Dense(math.prod(data_shape), name="params")(z)
+        likelihood_out = likelihood_layer(likelihood, data_shape)
+        return encoder, keras.Model(z_inputs, likelihood_out(params), name="decoder")
+    if network == "conv":
+        data_shape = _image_shape(data_shape)
+        x = inputs = keras.Input(data_shape, name="x")
+        for i, channels in enumerate((32, 64)):
+            x = keras.layers.Conv2D(
+                channels, 3, strides=2, padding="same", activation="relu", name=f"conv_{i}"
+            )(x)
+        z_e = keras.layers.Conv2D(code_dim, 1, name="z_e")(x)
+        encoder = keras.Model(inputs, z_e, name="encoder")
+        z = z_inputs = keras.Input(tuple(z_e.shape[1:]), name="z")
+        likelihood_out = likelihood_layer(likelihood, data_shape)
+        params = _upsample(z, (64, 32), data_shape)
+        return encoder, keras.Model(z_inputs, likelihood_out(params), name="decoder")
     raise ValueError(f"Unknown network {network!r}. Expected one of: {', '.join(NETWORKS)}.")

@@ -11,6 +11,7 @@ from tfvae.models.conditional import ConditionalVAE
 from tfvae.models.free_bits import FreeBitsVAE
 from tfvae.models.iwae import IWAE
 from tfvae.models.vae import VAE, ElboParts
+from tfvae.models.vqvae import VQVAE, VectorQuantizer
 
 __all__ = [
     "VAE",
@@ -19,6 +20,8 @@ __all__ = [
     "FreeBitsVAE",
     "IWAE",
     "ConditionalVAE",
+    "VQVAE",
+    "VectorQuantizer",
     "MODELS",
     "build",
 ]
@@ -33,6 +36,7 @@ MODELS = (
     "flow",
     "mixture_prior",
     "vamp_prior",
+    "vqvae",
 )
 
 
@@ -50,13 +54,16 @@ def build(
     num_classes: int = 10,
     num_components: int = 10,
     num_pseudo_inputs: int = 100,
+    num_codes: int = 128,
+    ema: bool = False,
 ) -> VAE:
     """Returns the model called `name` with the default networks of `tfvae.networks.build`.
 
     Args:
         name: one of `MODELS`: `"vae"`, `"beta_vae"` (beta 4 unless given),
             `"free_bits"`, `"iwae"`, `"conditional"`, `"flow"` (IAF posterior),
-            `"mixture_prior"` (learned mixture of Gaussians), `"vamp_prior"`.
+            `"mixture_prior"` (learned mixture of Gaussians), `"vamp_prior"`, `"vqvae"`
+            (whose `latent_dim` is the size of each code vector).
         data_shape, network, latent_dim, likelihood: as in `tfvae.networks.build`.
         beta: the rate weight (default: the model's own, 1 or 4).
         seed: seed of the posterior sampling.
@@ -65,6 +72,8 @@ def build(
         num_classes: classes of `"conditional"`.
         num_components: mixture components of `"mixture_prior"`.
         num_pseudo_inputs: pseudo-inputs of `"vamp_prior"`.
+        num_codes: codebook size of `"vqvae"`.
+        ema: codebook updated by moving averages (`"vqvae"`).
 
     Returns:
         A `tfvae.VAE` (or subclass), not compiled.
@@ -80,6 +89,10 @@ def build(
 
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}. Expected one of: {', '.join(MODELS)}.")
+    if name == "vqvae":
+        encoder, decoder = networks.build_vq(network, data_shape, latent_dim, likelihood=likelihood)
+        options = {"seed": seed} if beta is None else {"seed": seed, "beta": beta}
+        return VQVAE(encoder, decoder, num_codes=num_codes, ema=ema, **options)
     labels = num_classes if name == "conditional" else None
     posterior = "iaf" if name == "flow" else "gaussian"
     encoder, decoder = networks.build(

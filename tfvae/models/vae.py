@@ -51,13 +51,17 @@ def _central_point(posterior: tfd.Distribution) -> tf.Tensor:
         return posterior.bijector.forward(posterior.distribution.mean())
 
 
-def _output_layer(model: keras.Model, role: str) -> DistributionLayer:
-    """Returns the layer that produces `model`'s output, checking it is a distribution layer."""
+def _check_functional(model, role: str) -> None:
     if not isinstance(model, keras.Model) or not getattr(model, "outputs", None):
         raise TypeError(
             f"The {role} must be a built Keras functional (or Sequential) model. "
             f"Received: {type(model).__name__}"
         )
+
+
+def _output_layer(model: keras.Model, role: str) -> DistributionLayer:
+    """Returns the layer that produces `model`'s output, checking it is a distribution layer."""
+    _check_functional(model, role)
     if len(model.outputs) != 1:
         raise ValueError(f"The {role} must have one output. Received: {len(model.outputs)}")
     layer = model.outputs[0]._keras_history.operation
@@ -118,35 +122,19 @@ class VAE(keras.Model):
 
     def __init__(self, encoder, decoder, prior=None, beta: float = 1.0, seed=None, **kwargs):
         super().__init__(**kwargs)
-        _output_layer(encoder, "encoder")
+        _check_functional(encoder, "encoder")
         self.likelihood = _output_layer(decoder, "decoder")
         self.encoder = encoder
         self.decoder = decoder
         self.data_shape = tuple(encoder.inputs[0].shape[1:])
-        self.latent_dim = int(encoder.outputs[0].shape[-1])
-        if tuple(decoder.inputs[0].shape[1:]) != (self.latent_dim,):
-            raise ValueError(
-                f"The decoder must take z of shape (batch, {self.latent_dim}), the encoder's "
-                f"latent size. Received: decoder input shape={tuple(decoder.inputs[0].shape)}"
-            )
+        self.latent_shape = self._check_latent(encoder, decoder)
+        self.latent_dim = self.latent_shape[-1]
         if tuple(decoder.outputs[0].shape[1:]) != self.data_shape:
             raise ValueError(
                 f"The decoder's likelihood must be over data of shape {self.data_shape}, the "
                 f"encoder's input. Received: event shape={tuple(decoder.outputs[0].shape[1:])}"
             )
-        if prior is None:
-            prior = StandardNormal(self.latent_dim, name="prior")
-        if not isinstance(prior, Prior):
-            raise TypeError(
-                "`prior` must be a tfvae.priors.Prior layer (such as StandardNormal). "
-                f"Received: {type(prior).__name__}"
-            )
-        if prior.latent_dim != self.latent_dim:
-            raise ValueError(
-                f"The prior is over {prior.latent_dim} dimensions but the encoder's latent "
-                f"size is {self.latent_dim}."
-            )
-        self.prior = prior
+        self.prior = self._check_prior(prior)
         self.seed = seed
         self.beta = self.add_weight(
             name="beta",
@@ -160,8 +148,39 @@ class VAE(keras.Model):
         # exports carry all of them, even when it is only ever trained by `fit`.
         self.build((None,) + self.data_shape)
 
+    def _check_latent(self, encoder, decoder) -> tuple[int, ...]:
+        """Checks that the encoder ends in a distribution over z that the decoder takes.
+
+        Returns:
+            The shape of one z, `(latent_dim,)`.
+        """
+        _output_layer(encoder, "encoder")
+        latent_dim = int(encoder.outputs[0].shape[-1])
+        if tuple(decoder.inputs[0].shape[1:]) != (latent_dim,):
+            raise ValueError(
+                f"The decoder must take z of shape (batch, {latent_dim}), the encoder's "
+                f"latent size. Received: decoder input shape={tuple(decoder.inputs[0].shape)}"
+            )
+        return (latent_dim,)
+
+    def _check_prior(self, prior):
+        """Returns the prior layer: `StandardNormal` by default, else a checked `Prior`."""
+        if prior is None:
+            return StandardNormal(self.latent_dim, name="prior")
+        if not isinstance(prior, Prior):
+            raise TypeError(
+                "`prior` must be a tfvae.priors.Prior layer (such as StandardNormal). "
+                f"Received: {type(prior).__name__}"
+            )
+        if prior.latent_dim != self.latent_dim:
+            raise ValueError(
+                f"The prior is over {prior.latent_dim} dimensions but the encoder's latent "
+                f"size is {self.latent_dim}."
+            )
+        return prior
+
     def build(self, input_shape=None):
-        if not self.prior.built:
+        if self.prior is not None and not self.prior.built:
             self.prior.build()
         self.built = True
 
@@ -182,6 +201,10 @@ class VAE(keras.Model):
     def prior_distribution(self) -> tfd.Distribution:
         """Returns p(z) (the VampPrior builds it through the encoder)."""
         return self.prior.distribution(encoder=self.encoder)
+
+    def stateful_latent_sample(self, n) -> tf.Tensor:
+        """Draws n latents from the prior with stateful random ops (for TFLite export)."""
+        return self.prior.stateful_sample(n, encoder=self.encoder)
 
     def _checked(self, x, name="x"):
         if tf.executing_eagerly() and not isinstance(x, keras.KerasTensor):
