@@ -144,7 +144,7 @@ def test_refuses_untrained_models_unknown_names_and_existing_paths(tmp_path):
 class StatelessPrior(tfvae.priors.StandardNormal):
     """Samples with a stateless op, which TFLite has only as a Flex op."""
 
-    def stateful_sample(self, n):
+    def stateful_sample(self, n, encoder=None):
         return tf.random.stateless_normal(tf.stack([n, self.latent_dim]), seed=[1, 2])
 
 
