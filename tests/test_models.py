@@ -80,6 +80,7 @@ def test_every_model_runs_from_the_command_line(name, tmp_path):
         "iwae": "IWAE",
         "conditional": "ConditionalVAE",
         "vqvae": "VQVAE",
+        "hierarchical": "HierarchicalVAE",
     }.get(name, "VAE")
     assert (tmp_path / "r" / "samples.png").stat().st_size > 1000
 
@@ -270,3 +271,27 @@ def test_vqvae_uses_many_codes_learns_its_codebook_and_passes_gradients(digits):
         result = vqvae.evaluate(x_test, verbose=0, return_dict=True)
         assert result["rate"] == pytest.approx(16 * np.log(32), rel=1e-5)  # 16 positions
         assert vqvae.sample(5, seed=1).shape == (5, 8, 8, 1)
+
+
+def test_hierarchical_vae_reports_a_kl_per_layer_that_sums_to_the_rate(digits):
+    x_train, x_test = digits
+    encoder, top_down, decoder = tfvae.networks.build_hierarchical(
+        (8, 8, 1), latent_dims=(8, 6, 4), hidden_units=(64, 32, 16)
+    )
+    vae = tfvae.HierarchicalVAE(encoder, top_down, decoder, seed=0)
+    terms = {k: v.numpy() for k, v in vae.loss_terms(x_test[:50]).items()}
+    assert {"kl_1", "kl_2", "kl_3"} <= set(terms)
+    np.testing.assert_allclose(
+        terms["kl_1"] + terms["kl_2"] + terms["kl_3"], terms["rate"], rtol=1e-5
+    )
+    assert all((terms[f"kl_{i}"] >= -1e-5).all() for i in (1, 2, 3))
+    posteriors = vae.encode(x_test[:5])
+    assert [q.event_shape for q in posteriors] == [(8,), (6,), (4,)]
+    vae.compile()
+    history = vae.fit(x_train, batch_size=64, epochs=2, verbose=0).history
+    assert {"kl_1", "kl_2", "kl_3"} <= set(history)
+    assert vae.sample(6, seed=2).shape == (6, 8, 8, 1)
+    with pytest.raises(ValueError, match="two or more latent sizes"):
+        tfvae.networks.build_hierarchical((8, 8, 1), latent_dims=(8,), hidden_units=(64,))
+    with pytest.raises(ValueError, match="Expected 2 top-down models"):
+        tfvae.HierarchicalVAE(encoder, top_down[:1], decoder)

@@ -35,7 +35,15 @@ from tfvae.layers import (
     IndependentNormal,
     MultivariateNormalDiag,
 )
-from tfvae.models import IWAE, VAE, VQVAE, BetaVAE, ConditionalVAE, FreeBitsVAE
+from tfvae.models import (
+    IWAE,
+    VAE,
+    VQVAE,
+    BetaVAE,
+    ConditionalVAE,
+    FreeBitsVAE,
+    HierarchicalVAE,
+)
 from tfvae.priors import StandardNormal
 
 __version__ = "0.1.0"
@@ -47,6 +55,7 @@ __all__ = [
     "IWAE",
     "ConditionalVAE",
     "VQVAE",
+    "HierarchicalVAE",
     "MultivariateNormalDiag",
     "IndependentBernoulli",
     "IndependentNormal",

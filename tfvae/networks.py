@@ -15,6 +15,7 @@ import keras
 from tfvae.layers import MultivariateNormalDiag, _event_shape_tuple, likelihood_layer
 
 __all__ = [
+    "build_hierarchical",
     "mlp_encoder",
     "mlp_decoder",
     "conv_encoder",
@@ -397,3 +398,61 @@ def build_vq(
         params = _upsample(z, (64, 32), data_shape)
         return encoder, keras.Model(z_inputs, likelihood_out(params), name="decoder")
     raise ValueError(f"Unknown network {network!r}. Expected one of: {', '.join(NETWORKS)}.")
+
+
+def build_hierarchical(
+    data_shape: Sequence[int],
+    latent_dims: Sequence[int] = (32, 16),
+    hidden_units: Sequence[int] = (512, 256),
+    likelihood: str = "bernoulli",
+) -> tuple[keras.Model, list[keras.Model], keras.Model]:
+    """Returns `(encoder, top_down, decoder)` MLPs for a `HierarchicalVAE`.
+
+    The bottom-up encoder has one hidden layer per stochastic layer (sizes
+    `hidden_units`, bottom first), each followed by that layer's Gaussian parameters;
+    each top-down model is z_{l+1} -> Dense(hidden) -> parameters of p(z_l | z_{l+1});
+    the decoder is z_1 -> the hidden sizes reversed -> p(x|z_1).
+
+    Args:
+        data_shape: shape of one example.
+        latent_dims: sizes of z_1 (bottom) ... z_L (top), L >= 2.
+        hidden_units: one hidden size per layer.
+        likelihood: name of the likelihood.
+
+    Returns:
+        `(encoder, [top_down_1, ...], decoder)`.
+
+    Raises:
+        ValueError: for fewer than two layers, or sizes that do not match.
+
+    Example:
+
+    >>> encoder, top_down, decoder = build_hierarchical((28, 28, 1), (32, 16))
+    """
+    data_shape = _event_shape_tuple(data_shape)
+    latent_dims = _positive_ints(latent_dims, "latent_dims")
+    hidden_units = _positive_ints(hidden_units, "hidden_units")
+    if len(latent_dims) < 2 or len(hidden_units) != len(latent_dims):
+        raise ValueError(
+            "A hierarchical VAE needs two or more latent sizes and one hidden size per layer. "
+            f"Received: latent_dims={latent_dims}, hidden_units={hidden_units}"
+        )
+    x = inputs = keras.Input(data_shape, name="x")
+    x = keras.layers.Flatten(name="flatten")(x)
+    params = []
+    for level, (units, size) in enumerate(zip(hidden_units, latent_dims)):
+        x = keras.layers.Dense(units, "relu", name=f"up_{level + 1}")(x)
+        params.append(keras.layers.Dense(2 * size, name=f"q_params_{level + 1}")(x))
+    encoder = keras.Model(inputs, params, name="encoder")
+    top_down = []
+    for level in range(len(latent_dims) - 1):
+        z = z_in = keras.Input((latent_dims[level + 1],), name=f"z_{level + 2}")
+        z = keras.layers.Dense(hidden_units[level + 1], "relu", name="hidden")(z)
+        out = keras.layers.Dense(2 * latent_dims[level], name="p_params")(z)
+        top_down.append(keras.Model(z_in, out, name=f"top_down_{level + 1}"))
+    z = z_in = keras.Input((latent_dims[0],), name="z_1")
+    for i, units in enumerate(reversed(hidden_units)):
+        z = keras.layers.Dense(units, "relu", name=f"hidden_{i}")(z)
+    out = keras.layers.Dense(math.prod(data_shape), name="params")(z)
+    decoder = keras.Model(z_in, likelihood_layer(likelihood, data_shape)(out), name="decoder")
+    return encoder, top_down, decoder

@@ -9,6 +9,7 @@ from __future__ import annotations
 from tfvae.models.beta import BetaVAE
 from tfvae.models.conditional import ConditionalVAE
 from tfvae.models.free_bits import FreeBitsVAE
+from tfvae.models.hierarchical import HierarchicalVAE
 from tfvae.models.iwae import IWAE
 from tfvae.models.vae import VAE, ElboParts
 from tfvae.models.vqvae import VQVAE, VectorQuantizer
@@ -21,6 +22,7 @@ __all__ = [
     "IWAE",
     "ConditionalVAE",
     "VQVAE",
+    "HierarchicalVAE",
     "VectorQuantizer",
     "MODELS",
     "build",
@@ -37,6 +39,7 @@ MODELS = (
     "mixture_prior",
     "vamp_prior",
     "vqvae",
+    "hierarchical",
 )
 
 
@@ -63,7 +66,8 @@ def build(
         name: one of `MODELS`: `"vae"`, `"beta_vae"` (beta 4 unless given),
             `"free_bits"`, `"iwae"`, `"conditional"`, `"flow"` (IAF posterior),
             `"mixture_prior"` (learned mixture of Gaussians), `"vamp_prior"`, `"vqvae"`
-            (whose `latent_dim` is the size of each code vector).
+            (whose `latent_dim` is the size of each code vector), `"hierarchical"` (two
+            stochastic layers of `latent_dim` and `latent_dim // 2`, at least 2).
         data_shape, network, latent_dim, likelihood: as in `tfvae.networks.build`.
         beta: the rate weight (default: the model's own, 1 or 4).
         seed: seed of the posterior sampling.
@@ -89,6 +93,13 @@ def build(
 
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}. Expected one of: {', '.join(MODELS)}.")
+    if name == "hierarchical":
+        sizes = (latent_dim, max(2, latent_dim // 2))
+        encoder, top_down, decoder = networks.build_hierarchical(
+            data_shape, sizes, likelihood=likelihood
+        )
+        options = {"seed": seed} if beta is None else {"seed": seed, "beta": beta}
+        return HierarchicalVAE(encoder, top_down, decoder, **options)
     if name == "vqvae":
         encoder, decoder = networks.build_vq(network, data_shape, latent_dim, likelihood=likelihood)
         options = {"seed": seed} if beta is None else {"seed": seed, "beta": beta}
