@@ -18,6 +18,7 @@ _startup.import_tensorflow()
 
 from tfvae import (
     data,
+    evaluation,
     export,
     files,
     flows,
@@ -62,6 +63,7 @@ __all__ = [
     "IndependentContinuousBernoulli",
     "StandardNormal",
     "data",
+    "evaluation",
     "export",
     "files",
     "flows",

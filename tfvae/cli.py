@@ -114,7 +114,10 @@ def _parser() -> argparse.ArgumentParser:
         help="p(x|z) (default: bernoulli)",
     )
     model.add_argument(
-        "--beta", type=_number(0.0, True), help="weight of the KL term (default: 1; 4 for beta_vae)"
+        "--beta",
+        type=_number(0.0, True),
+        help="weight of the KL term, or vqvae's commitment cost "
+        "(default: 1; 4 for beta_vae, 0.25 for vqvae)",
     )
     model.add_argument(
         "--k", type=_positive_int, default=5, help="importance samples of --model iwae (default: 5)"

@@ -1,0 +1,68 @@
+"""tfvae.evaluation: the importance-sampled log-likelihood against a closed form."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow_probability as tfp
+
+import tfvae
+
+tfd = tfp.distributions
+
+
+def linear_gaussian_vae(weights, bias, noise_scale, encoder_error=0.1):
+    """p(z) = N(0, I), p(x|z) = N(W z + b, s^2 I); q(z|x) near the exact posterior."""
+    data_dim, latent_dim = weights.shape
+    decoder_in = keras.Input((latent_dim,))
+    mean = keras.layers.Dense(data_dim)(decoder_in)
+    decoder = keras.Model(decoder_in, tfvae.IndependentNormal((data_dim,), noise_scale)(mean))
+    decoder.layers[1].set_weights([weights.T, bias])
+    # The exact posterior: covariance C = (I + W^T W / s^2)^-1 (diagonal here, as the
+    # columns of W are orthogonal), mean C W^T (x - b) / s^2. The encoder is made wrong
+    # by `encoder_error` in both, so the importance weights vary.
+    covariance = np.linalg.inv(np.eye(latent_dim) + weights.T @ weights / noise_scale**2)
+    gain = covariance @ weights.T / noise_scale**2 * (1 + encoder_error)
+    std = np.sqrt(np.diag(covariance)) * (1 + encoder_error)
+    encoder_in = keras.Input((data_dim,))
+    params = keras.layers.Dense(2 * latent_dim)(encoder_in)
+    encoder = keras.Model(encoder_in, tfvae.MultivariateNormalDiag(latent_dim, 1e-6)(params))
+    kernel = np.concatenate([gain.T, np.zeros((data_dim, latent_dim))], axis=1)
+    raw_std = np.log(np.expm1(std - 1e-6))
+    encoder.layers[1].set_weights([kernel, np.concatenate([-gain @ bias, raw_std])])
+    return tfvae.VAE(encoder, decoder, seed=0)
+
+
+def test_estimate_matches_the_exact_marginal_and_the_elbo_is_below_it():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(5, 2)))
+    weights, bias, noise = q * np.array([2.0, 1.0]), rng.normal(size=5), 0.5
+    vae = linear_gaussian_vae(weights.astype(np.float32), bias.astype(np.float32), noise)
+    marginal = tfd.MultivariateNormalFullCovariance(
+        bias, weights @ weights.T + noise**2 * np.eye(5)
+    )
+    x = marginal.sample(200, seed=[3, 4]).numpy().astype(np.float32)
+    exact = marginal.log_prob(x.astype(np.float64)).numpy()
+
+    estimate = tfvae.evaluation.importance_sampled_log_likelihood(vae, x, k=5000, seed=1)
+    difference = estimate.per_example - exact
+    error = difference.std(ddof=1) / np.sqrt(len(x))
+    assert abs(difference.mean()) < 3 * error + 1e-3, (difference.mean(), error)
+    assert estimate.per_example.shape == (200,)
+    assert estimate.bits_per_dim == pytest.approx(-estimate.nats / (5 * np.log(2)))
+
+    elbo = np.mean([vae.loss_terms(x)["elbo"].numpy() for _ in range(50)], axis=0)
+    assert elbo.mean() < exact.mean() - 0.01
+    one_sample = tfvae.evaluation.importance_sampled_log_likelihood(vae, x, k=1, seed=2)
+    assert one_sample.nats < estimate.nats
+
+
+def test_bad_arguments():
+    vae = tfvae.models.build("vae", (8, 8, 1), latent_dim=2)
+    with pytest.raises(ValueError, match="`k` must be an integer >= 1"):
+        tfvae.evaluation.importance_sampled_log_likelihood(vae, np.zeros((2, 8, 8, 1)), k=0)
+    with pytest.raises(ValueError, match=r"must have shape \(batch, 8, 8, 1\)"):
+        tfvae.evaluation.importance_sampled_log_likelihood(vae, np.zeros((2, 64)), k=2)
+    with pytest.raises(ValueError, match="no continuous prior"):
+        tfvae.evaluation.importance_sampled_log_likelihood(
+            tfvae.models.build("vqvae", (8, 8, 1), latent_dim=2), np.zeros((2, 8, 8, 1)), k=2
+        )
