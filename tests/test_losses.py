@@ -14,7 +14,7 @@ tfd = tfp.distributions
 class LogisticPrior(priors.Prior):
     """A prior with no analytic KL from a Gaussian in TFP's registry."""
 
-    def distribution(self):
+    def distribution(self, encoder=None):
         return tfd.Independent(tfd.Logistic(tf.zeros(self.latent_dim), 1.0), 1)
 
 
