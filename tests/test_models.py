@@ -295,3 +295,23 @@ def test_hierarchical_vae_reports_a_kl_per_layer_that_sums_to_the_rate(digits):
         tfvae.networks.build_hierarchical((8, 8, 1), latent_dims=(8,), hidden_units=(64,))
     with pytest.raises(ValueError, match="Expected 2 top-down models"):
         tfvae.HierarchicalVAE(encoder, top_down[:1], decoder)
+
+
+@pytest.mark.parametrize("name", [m for m in models.MODELS if m != "conditional"])
+def test_every_unconditional_model_exports_decode_and_sample_to_litert(name, tmp_path, digits):
+    vae = models.build(name, (8, 8, 1), latent_dim=4, num_pseudo_inputs=5, num_codes=8)
+    vae.compile()
+    vae.fit(digits[0][:128], epochs=1, verbose=0)
+    lite = tfvae.export.LiteRTModel(tfvae.export.to_tflite(vae, tmp_path / "m.tflite"))
+    first, second = lite.sample(4), lite.sample(4)
+    assert first.shape == (4, 8, 8, 1) and np.abs(first - second).max() > 0
+    assert all(op.isupper() for op in lite.op_names()), lite.op_names()
+    z = np.random.default_rng(0).normal(size=(3,) + vae.latent_shape).astype(np.float32)
+    expected = vae.decoder(z).mean().numpy()
+    np.testing.assert_allclose(lite.decode(z)["mean"], expected, atol=1e-4)
+
+
+def test_a_conditional_model_is_refused_by_export_with_the_reason(tmp_path):
+    cvae = models.build("conditional", (8, 8, 1), latent_dim=4)
+    with pytest.raises(ValueError, match="Conditional models cannot be exported yet"):
+        tfvae.export.to_tflite(cvae, tmp_path / "m.tflite", allow_untrained=True)
