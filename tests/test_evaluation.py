@@ -62,7 +62,69 @@ def test_bad_arguments():
         tfvae.evaluation.importance_sampled_log_likelihood(vae, np.zeros((2, 8, 8, 1)), k=0)
     with pytest.raises(ValueError, match=r"must have shape \(batch, 8, 8, 1\)"):
         tfvae.evaluation.importance_sampled_log_likelihood(vae, np.zeros((2, 64)), k=2)
-    with pytest.raises(ValueError, match="no continuous prior"):
+    with pytest.raises(ValueError, match="needs a continuous prior p.z.; VQVAE has none"):
         tfvae.evaluation.importance_sampled_log_likelihood(
             tfvae.models.build("vqvae", (8, 8, 1), latent_dim=2), np.zeros((2, 8, 8, 1)), k=2
         )
+
+
+def test_active_units_are_exactly_the_dimensions_the_encoder_uses(digits):
+    vae = tfvae.models.build("vae", (8, 8, 1), latent_dim=6)
+    params = vae.encoder.get_layer("params")
+    kernel, bias = params.get_weights()
+    ignored = [1, 4]
+    kernel[:, :6] *= 20.0  # posterior means that clearly move with x ...
+    kernel[:, ignored] = 0.0  # ... except those of z_1 and z_4, which no longer depend on x
+    params.set_weights([kernel, bias])
+    count, variances = tfvae.evaluation.active_units(vae, digits[1])
+    assert count == 4
+    assert sorted(np.flatnonzero(variances > 0.01)) == [0, 2, 3, 5]
+    assert variances[ignored].max() < 1e-10
+    kl = tfvae.evaluation.kl_per_dimension(vae, digits[1])
+    assert kl.shape == (6,) and (kl >= 0).all()
+    np.testing.assert_allclose(kl.sum(), np.mean(vae.loss_terms(digits[1])["rate"]), rtol=1e-4)
+
+
+def test_anomaly_scores_rank_noise_above_digits(digits):
+    x_train, x_test = digits
+    vae = tfvae.models.build("vae", (8, 8, 1), latent_dim=4, seed=0)
+    vae.compile()
+    vae.fit(x_train, batch_size=64, epochs=20, verbose=0)
+    noise = np.random.default_rng(0).random((100, 8, 8, 1)).astype(np.float32)
+    normal, odd = (tfvae.evaluation.anomaly_scores(vae, data) for data in (x_test, noise))
+    for name in ("negative_elbo", "reconstruction_error"):
+        assert normal[name].shape == (360,) and odd[name].shape == (100,)
+        assert np.median(odd[name]) > np.quantile(normal[name], 0.9), name
+
+
+def test_evaluate_command_writes_metrics(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "tfvae"]
+    trained = subprocess.run(
+        command + ["train", "--epochs", "2", "--output-dir", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert trained.returncode == 0, trained.stderr
+    result = subprocess.run(
+        command + ["evaluate", str(run), "--k", "50"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    assert "log p(x), nats" in result.stdout and "active units" in result.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("log_likelihood", "elbo", "rate", "distortion", "active_units"):
+        assert metrics[key] is not None, key
+    assert metrics["log_likelihood"] > metrics["elbo"] - 0.5  # L_50 is above the ELBO
+    assert metrics["examples"] == 360 and metrics["k"] == 50
+    missing = subprocess.run(
+        command + ["evaluate", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert missing.returncode == 2 and "No model at" in missing.stderr

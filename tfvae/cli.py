@@ -3,6 +3,7 @@
     tfvae train [--dataset digits] [--network mlp] [--epochs 30] ...
     tfvae export RUN_DIR --format saved_model|tflite [--quantize float16|dynamic_int8]
     tfvae sample MODEL -n 64 --out grid.png      (MODEL: .keras, SavedModel folder, .tflite)
+    tfvae evaluate RUN_DIR [--dataset NAME] [--k 5000]
 
 `train` fits a VAE and writes a run folder (default: a new folder under
 `saved_models/`) holding `model.keras`, `config.json`, `history.json`,
@@ -216,6 +217,29 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True, help="the PNG file to write")
     sample.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
     sample.set_defaults(handler=_sample)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure a trained run: log-likelihood, ELBO, rate, distortion, active units",
+        description="Evaluate RUN_DIR/model.keras on a data split; print a table and write "
+        "RUN_DIR/metrics.json.",
+    )
+    evaluate.add_argument("run", metavar="RUN_DIR", help="a run folder written by tfvae train")
+    evaluate.add_argument("--dataset", help="(default: the run's data set)")
+    evaluate.add_argument("--split", default="test", help="(default: test)")
+    evaluate.add_argument(
+        "--k",
+        type=_positive_int,
+        default=5000,
+        help="importance samples of the log-likelihood (default: 5000)",
+    )
+    evaluate.add_argument(
+        "--examples", type=_positive_int, help="evaluate the first N examples only (default: all)"
+    )
+    evaluate.add_argument("--manual-dir", help="folder of original data files")
+    evaluate.add_argument("--data-dir", help="where TFDS keeps prepared data")
+    evaluate.add_argument("--offline", action="store_true", help="never try to download data")
+    evaluate.set_defaults(handler=_evaluate)
     return parser
 
 
@@ -354,6 +378,95 @@ def _sample(args) -> int:
     with atomic_output(out, overwrite=args.overwrite) as partial:
         plots.save_image_grid(images, partial)
     print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import numpy as np
+
+    from tfvae import data, evaluation, export
+    from tfvae.files import atomic_output
+
+    run_dir = Path(args.run)
+    config_path = run_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    vae = export.load_vae(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"RUN_DIR must be a run folder. Received: {args.run!r}")
+    dataset = args.dataset or config.get("dataset")
+    if not dataset:
+        raise ValueError("The run has no config.json naming its data set; pass --dataset.")
+    binarize = config.get("binarize", "none")
+    conditional = bool(getattr(vae, "num_classes", None))
+    batches = data.load(
+        dataset,
+        args.split,
+        batch_size=1000,
+        shuffle=False,
+        with_labels=True,
+        seed=0,
+        binarize=None if binarize == "none" else binarize,
+        manual_dir=args.manual_dir,
+        data_dir=args.data_dir,
+        offline=args.offline,
+    )
+    pairs = list(batches.as_numpy_iterator())
+    x = np.concatenate([p[0] for p in pairs])[: args.examples]
+    y = np.concatenate([p[1] for p in pairs])[: args.examples]
+    terms = vae.evaluate(
+        x, *((y,) if conditional else ()), batch_size=500, verbose=0, return_dict=True
+    )
+    metrics = {
+        "dataset": dataset,
+        "split": args.split,
+        "examples": int(len(x)),
+        "elbo": terms["elbo"],
+        "rate": terms["rate"],
+        "distortion": terms["distortion"],
+        "log_likelihood": None,
+        "log_likelihood_standard_error": None,
+        "bits_per_dim": None,
+        "k": None,
+        "active_units": None,
+        "latent_dim": int(vae.latent_dim),
+        "kl_per_dimension": None,
+    }
+    metrics["not_measured"] = {}
+    try:
+        estimate = evaluation.importance_sampled_log_likelihood(vae, x, k=args.k)
+        metrics.update(
+            log_likelihood=estimate.nats,
+            log_likelihood_standard_error=estimate.standard_error,
+            bits_per_dim=estimate.bits_per_dim,
+            k=args.k,
+        )
+    except ValueError as error:
+        metrics["not_measured"]["log_likelihood"] = str(error)
+    try:
+        metrics["active_units"] = evaluation.active_units(vae, x)[0]
+        metrics["kl_per_dimension"] = evaluation.kl_per_dimension(vae, x).tolist()
+    except ValueError as error:
+        metrics["not_measured"]["active_units"] = str(error)
+    with atomic_output(run_dir / "metrics.json", overwrite=True) as partial:
+        partial.write_text(json.dumps(metrics, indent=2) + "\n")
+    rows = [
+        ("log p(x), nats", metrics["log_likelihood"], metrics["log_likelihood_standard_error"]),
+        ("bits per dim", metrics["bits_per_dim"], None),
+        ("ELBO, nats", metrics["elbo"], None),
+        ("rate, nats", metrics["rate"], None),
+        ("distortion, nats", metrics["distortion"], None),
+    ]
+    print(
+        f"{dataset} {args.split}, {len(x)} examples" + (f", k = {args.k}" if metrics["k"] else "")
+    )
+    for name, value, error in rows:
+        shown = "n/a" if value is None else f"{value:.3f}"
+        print(f"  {name:<18} {shown}" + (f" +- {error:.3f}" if error is not None else ""))
+    units = metrics["active_units"]
+    print(f"  {'active units':<18} " + ("n/a" if units is None else f"{units} of {vae.latent_dim}"))
+    for name, reason in metrics["not_measured"].items():
+        print(f"  ({name}: {reason})")
+    print(f"wrote {run_dir / 'metrics.json'}")
     return 0
 
 

@@ -1,4 +1,6 @@
-"""The importance-sampled estimate of log p(x), the measure VAEs are compared by.
+"""Measures of what a VAE learned: log-likelihood, latent use, anomaly scores.
+
+The importance-sampled estimate of log p(x), the measure VAEs are compared by:
 
 With k samples z_i ~ q(z|x):
 
@@ -8,6 +10,14 @@ L_k is a lower bound in expectation that rises to log p(x) as k grows (L_1 is th
 ELBO). Large k (5,000 in Burda et al.) is computed in chunks of samples, with a
 running logsumexp, so memory stays bounded. Bits per dimension are
 -L_k / (D log 2) for D values per example.
+
+Latent use: the KL of each dimension, averaged over the data, and the active units.
+A dimension j is active when Cov_x(E_q[z_j | x]) > 0.01 (Burda et al. 2016): the
+posterior mean moves with the input, so the decoder can read it. A collapsed
+dimension has a KL of zero and a constant posterior mean.
+
+Anomaly scores, one per example: the negative ELBO and the reconstruction error
+(squared error between x and the reconstruction). Out-of-distribution inputs score high.
 
 References:
     Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance Weighted Autoencoders. ICLR.
@@ -23,9 +33,17 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from tfvae import losses
+from tfvae.layers import MultivariateNormalDiag
 from tfvae.validation import check_array
 
-__all__ = ["LogLikelihood", "importance_sampled_log_likelihood"]
+__all__ = [
+    "LogLikelihood",
+    "importance_sampled_log_likelihood",
+    "kl_per_dimension",
+    "active_units",
+    "anomaly_scores",
+]
 
 
 class LogLikelihood(NamedTuple):
@@ -64,10 +82,7 @@ def importance_sampled_log_likelihood(
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"`k` must be an integer >= 1. Received: k={k!r}")
-    if getattr(vae, "prior", None) is None:
-        raise ValueError(
-            f"{type(vae).__name__} has no continuous prior p(z); this estimator needs one."
-        )
+    _require(vae, "The importance-sampled log-likelihood")
     x = check_array(x, vae.data_shape, vae.likelihood.support)
     seeds = tf.random.Generator.from_seed(seed)
     prior = vae.prior_distribution()
@@ -105,3 +120,89 @@ def importance_sampled_log_likelihood(
     error = float(per_example.std(ddof=1) / math.sqrt(len(per_example))) if len(x) > 1 else 0.0
     dims = math.prod(vae.data_shape)
     return LogLikelihood(mean, error, -mean / (dims * math.log(2)), per_example)
+
+
+def _require(vae, what: str, gaussian_posterior: bool = False) -> None:
+    """Raises a ValueError naming why `what` is not defined for this model."""
+    if getattr(vae, "prior", None) is None:
+        raise ValueError(f"{what} needs a continuous prior p(z); {type(vae).__name__} has none.")
+    if getattr(vae, "num_classes", None):
+        raise ValueError(f"{what} is not defined here for conditional models (labels needed).")
+    if gaussian_posterior:
+        layer = vae.encoder.outputs[0]._keras_history.operation
+        if type(layer) is not MultivariateNormalDiag:
+            raise ValueError(
+                f"{what} needs a diagonal Gaussian posterior; this one is {type(layer).__name__}."
+            )
+
+
+def _batches(x, batch_size):
+    for start in range(0, len(x), batch_size):
+        yield tf.constant(x[start : start + batch_size])
+
+
+def kl_per_dimension(vae, x, batch_size: int = 500) -> np.ndarray:
+    """Returns the KL of each latent dimension, averaged over `x`: shape `(latent_dim,)`.
+
+    Needs a diagonal Gaussian posterior and prior (the KL then splits over dimensions).
+
+    Raises:
+        ValueError: for bad data or other posteriors or priors.
+
+    Example:
+
+    >>> kl_per_dimension(vae, x_test).round(2)  # nats per dimension
+    """
+    _require(vae, "The KL per dimension", gaussian_posterior=True)
+    x = check_array(x, vae.data_shape, vae.likelihood.support)
+    prior = vae.prior_distribution()
+    total = np.zeros(vae.latent_dim)
+    for batch in _batches(x, batch_size):
+        total += losses.rate_per_dimension(vae.encoder(batch), prior).numpy().sum(axis=0)
+    return total / len(x)
+
+
+def active_units(vae, x, threshold: float = 0.01, batch_size: int = 500):
+    """Counts the latent dimensions whose posterior mean varies over the data.
+
+    Args:
+        vae: a `tfvae.VAE` with a Gaussian posterior.
+        x: data, `(n, *data_shape)`, n >= 2.
+        threshold: the variance above which a dimension is active (0.01, Burda et al.).
+        batch_size: examples per pass.
+
+    Returns:
+        `(count, variances)`: the number of active dimensions and Cov_x(E_q[z_j | x])
+        for each dimension.
+
+    Example:
+
+    >>> count, variances = active_units(vae, x_test)
+    """
+    _require(vae, "Active units", gaussian_posterior=True)
+    x = check_array(x, vae.data_shape, vae.likelihood.support)
+    if len(x) < 2:
+        raise ValueError(f"Active units need at least 2 examples. Received: {len(x)}")
+    means = np.concatenate([vae.encoder(b).mean().numpy() for b in _batches(x, batch_size)])
+    variances = means.astype(np.float64).var(axis=0)
+    return int((variances > threshold).sum()), variances
+
+
+def anomaly_scores(vae, x, batch_size: int = 500) -> dict[str, np.ndarray]:
+    """Returns per-example anomaly scores: `negative_elbo` and `reconstruction_error`.
+
+    The negative ELBO uses one posterior sample per example. The reconstruction error is
+    the squared error summed over the example, between x and `vae.reconstruct(x)`.
+
+    Example:
+
+    >>> scores = anomaly_scores(vae, x)
+    >>> suspicious = scores["negative_elbo"] > np.quantile(train_scores, 0.99)
+    """
+    x = check_array(x, vae.data_shape, vae.likelihood.support)
+    elbo, error = [], []
+    axes = tuple(range(1, 1 + len(vae.data_shape)))
+    for batch in _batches(x, batch_size):
+        elbo.append(-vae.loss_terms(batch)["elbo"].numpy())
+        error.append(np.sum((vae(batch).numpy() - batch.numpy()) ** 2, axis=axes))
+    return {"negative_elbo": np.concatenate(elbo), "reconstruction_error": np.concatenate(error)}
