@@ -17,6 +17,7 @@ from tfvae import _startup
 _startup.import_tensorflow()
 
 from tfvae import (
+    callbacks,
     data,
     evaluation,
     export,
@@ -62,6 +63,7 @@ __all__ = [
     "IndependentNormal",
     "IndependentContinuousBernoulli",
     "StandardNormal",
+    "callbacks",
     "data",
     "evaluation",
     "export",

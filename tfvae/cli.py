@@ -268,6 +268,7 @@ def _train(args) -> int:
 
     import keras
 
+    from tfvae import callbacks as tfvae_callbacks
     from tfvae import data, models, plots, schedules
     from tfvae.files import atomic_output
 
@@ -308,7 +309,13 @@ def _train(args) -> int:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     log_dir = Path(args.log_dir) if args.log_dir else run_dir / "logs"
-    callbacks = [keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False)]
+    shown = next(validation.take(1).as_numpy_iterator())
+    x_shown = shown[0] if conditional else shown
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
+        tfvae_callbacks.TensorBoardImages(log_dir, x_shown[:16]),
+        tfvae_callbacks.LatentDiagnostics(log_dir, x_shown[:500]),
+    ]
     if args.kl_schedule != "none":
         target = float(keras.ops.convert_to_numpy(vae.beta))
         steps = args.kl_schedule_steps
@@ -334,7 +341,6 @@ def _train(args) -> int:
     epochs = {key: [float(v) for v in values] for key, values in history.history.items()}
     (run_dir / "history.json").write_text(json.dumps(epochs, indent=2) + "\n")
     plots.plot_samples(vae, run_dir / "samples.png", n=64, seed=args.seed)
-    shown = next(validation.take(1).as_numpy_iterator())
     x_show, labels = (shown[0][:32], shown[1][:32]) if conditional else (shown[:32], None)
     plots.plot_reconstructions(vae, x_show, run_dir / "reconstructions.png", labels=labels)
 

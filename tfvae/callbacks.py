@@ -1,0 +1,154 @@
+"""Keras callbacks that show what a VAE is learning, in TensorBoard.
+
+`TensorBoardImages` writes grids of reconstructions and prior samples every N epochs.
+`LatentDiagnostics` writes a histogram of the KL of each latent dimension, the number of
+active units and the current beta as scalars. It warns of posterior collapse, once, when
+the active units fall to zero, or when training ends with none.
+
+Both write to their own sub-folders of the log folder (`images/` and `latent/`), next to
+the `train/` and `validation/` folders of `keras.callbacks.TensorBoard`, so
+`tensorboard --logdir LOG_DIR` shows all of them together.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae import evaluation, plots
+
+__all__ = ["TensorBoardImages", "LatentDiagnostics", "PosteriorCollapseWarning"]
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """No latent dimension carries information about the input."""
+
+
+def _check_every(every) -> int:
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"`every` must be a positive integer (epochs). Received: {every!r}")
+    return every
+
+
+class TensorBoardImages(keras.callbacks.Callback):
+    """Writes reconstructions of `x` and prior samples as TensorBoard images.
+
+    Args:
+        log_dir: the TensorBoard log folder; images go to `log_dir/images`.
+        x: a few examples to reconstruct (such as 16 validation images).
+        every: write every this many epochs (and after the last one).
+        num_samples: prior samples per grid.
+        seed: seed of the prior samples, fixed so the grids are comparable over epochs.
+
+    Example:
+
+    >>> vae.fit(train, epochs=20, callbacks=[TensorBoardImages("logs", x_test[:16])])
+    """
+
+    def __init__(self, log_dir, x, every: int = 1, num_samples: int = 16, seed: int = 0):
+        super().__init__()
+        self.log_dir = Path(log_dir) / "images"
+        self.x = np.asarray(x, np.float32)
+        self.every, self.num_samples, self.seed = _check_every(every), num_samples, seed
+        self._writer = None
+
+    def _grid(self, images):
+        return plots.image_grid(plots.as_images(images, self.model.data_shape), scale=2)[np.newaxis]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir))
+        vae = self.model
+        if getattr(vae, "num_classes", None):
+            return  # conditional models need labels; plots.plot_samples draws them
+        pairs = np.concatenate([self.x, np.asarray(vae.reconstruct(self.x))])
+        samples = np.asarray(vae.sample(self.num_samples, seed=self.seed))
+        with self._writer.as_default(step=epoch):
+            tf.summary.image("reconstructions", self._grid(pairs))
+            tf.summary.image("samples", self._grid(samples))
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+
+
+class LatentDiagnostics(keras.callbacks.Callback):
+    """Writes the KL per latent dimension, the active units and beta; warns of collapse.
+
+    Active units follow Burda et al. (2016): dimensions whose posterior mean varies over
+    `x` by more than `threshold`. Needs a diagonal Gaussian posterior and prior (the
+    plain VAE, beta-VAE, free bits, IWAE); for other models it writes beta only. The
+    values are also added to the epoch logs (`active_units`), so History records them.
+
+    Args:
+        log_dir: the TensorBoard log folder; summaries go to `log_dir/latent`.
+        x: examples to measure on (a few hundred validation images are plenty).
+        every: measure every this many epochs.
+        threshold: the variance above which a dimension counts as active.
+
+    Example:
+
+    >>> vae.fit(train, epochs=20, callbacks=[LatentDiagnostics("logs", x_test[:500])])
+    """
+
+    def __init__(self, log_dir, x, every: int = 1, threshold: float = 0.01):
+        super().__init__()
+        self.log_dir = Path(log_dir) / "latent"
+        self.x = np.asarray(x, np.float32)
+        self.every, self.threshold = _check_every(every), threshold
+        self._writer = None
+        self._most_active, self._warned, self._last = 0, False, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir))
+        vae = self.model
+        beta = float(keras.ops.convert_to_numpy(vae.beta))
+        try:
+            count, _ = evaluation.active_units(vae, self.x, self.threshold)
+            kl = evaluation.kl_per_dimension(vae, self.x)
+        except ValueError:
+            count = kl = None
+        with self._writer.as_default(step=epoch):
+            tf.summary.scalar("beta", beta)
+            if count is not None:
+                tf.summary.scalar("active_units", count)
+                tf.summary.histogram("kl_per_dimension", kl)
+        self._writer.flush()
+        if count is None:
+            return
+        if logs is not None:
+            logs["active_units"] = count
+        fell = count == 0 and self._most_active > 0
+        self._most_active = max(self._most_active, count)
+        self._last = (epoch, count, float(kl.sum()))
+        if fell and not self._warned:
+            self._warn(f"at epoch {epoch + 1} the active units fell to 0", kl.sum())
+
+    def _warn(self, when: str, total_kl: float) -> None:
+        self._warned = True
+        warnings.warn(
+            f"Posterior collapse: {when} of {self.model.latent_dim} latent dimensions "
+            f"(total KL {total_kl:.3f} nats). The decoder ignores z; try KL annealing "
+            "(tfvae.schedules), free bits, or a smaller beta.",
+            PosteriorCollapseWarning,
+            stacklevel=2,
+        )
+
+    def on_train_begin(self, logs=None):
+        self._most_active, self._warned, self._last = 0, False, None
+
+    def on_train_end(self, logs=None):
+        if self._last is not None and self._last[1] == 0 and not self._warned:
+            self._warn(f"after epoch {self._last[0] + 1}, 0 are active", self._last[2])
+        if self._writer is not None:
+            self._writer.close()
