@@ -4,6 +4,7 @@
     tfvae export RUN_DIR --format saved_model|tflite [--quantize float16|dynamic_int8]
     tfvae sample MODEL -n 64 --out grid.png      (MODEL: .keras, SavedModel folder, .tflite)
     tfvae evaluate RUN_DIR [--dataset NAME] [--k 5000]
+    tfvae plot RUN_DIR --what samples|reconstructions|interpolation|traversal|latent_map|...
 
 `train` fits a VAE and writes a run folder (default: a new folder under
 `saved_models/`) holding `model.keras`, `config.json`, `history.json`,
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     from tfvae.layers import LIKELIHOODS
     from tfvae.models import MODELS
     from tfvae.networks import NETWORKS
+    from tfvae.plots import PLOTS
     from tfvae.schedules import SCHEDULES
 
     parser = _Parser(prog="tfvae", description="Variational autoencoders on Keras 3 and TFP.")
@@ -240,6 +242,22 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="where TFDS keeps prepared data")
     evaluate.add_argument("--offline", action="store_true", help="never try to download data")
     evaluate.set_defaults(handler=_evaluate)
+
+    plot = commands.add_parser(
+        "plot",
+        help="draw a picture of a trained run (PNG)",
+        description="Draw one picture of RUN_DIR's model: prior samples, reconstructions, an "
+        "interpolation, latent traversals, the latent map (PCA of posterior means, by label), "
+        "the 2-D manifold (2-D latents), or the training curves.",
+    )
+    plot.add_argument("run", metavar="RUN_DIR", help="a run folder written by tfvae train")
+    plot.add_argument("--what", choices=PLOTS, required=True)
+    plot.add_argument("--out", help="the PNG to write (default: RUN_DIR/plots/<what>.png)")
+    plot.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+    plot.add_argument("--manual-dir", help="folder of original data files")
+    plot.add_argument("--data-dir", help="where TFDS keeps prepared data")
+    plot.add_argument("--offline", action="store_true", help="never try to download data")
+    plot.set_defaults(handler=_plot)
     return parser
 
 
@@ -473,6 +491,64 @@ def _evaluate(args) -> int:
     for name, reason in metrics["not_measured"].items():
         print(f"  ({name}: {reason})")
     print(f"wrote {run_dir / 'metrics.json'}")
+    return 0
+
+
+def _plot(args) -> int:
+    import numpy as np
+
+    from tfvae import data, export, plots
+    from tfvae.files import atomic_output
+
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        raise ValueError(f"RUN_DIR must be a run folder. Received: {args.run!r}")
+    out = Path(args.out) if args.out else run_dir / "plots" / f"{args.what}.png"
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file. Received: {str(out)!r}")
+    config_path = run_dir / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    with atomic_output(out, overwrite=args.overwrite) as partial:
+        if args.what == "curves":
+            history_path = run_dir / "history.json"
+            if not history_path.is_file():
+                raise ValueError(f"No history.json in {str(run_dir)!r} to draw curves from.")
+            plots.plot_curves(json.loads(history_path.read_text()), partial)
+        else:
+            vae = export.load_vae(run_dir)
+            if args.what == "samples":
+                plots.plot_samples(vae, partial, n=64, seed=0)
+            elif args.what == "manifold":
+                plots.plot_manifold(vae, partial)
+            else:
+                if getattr(vae, "num_classes", None) and args.what != "reconstructions":
+                    raise ValueError(f"--what {args.what} is not drawn for conditional models.")
+                binarize = config.get("binarize", "none")
+                batch = next(
+                    data.load(
+                        config.get("dataset", "digits"),
+                        config.get("validation_split", "test"),
+                        batch_size=500,
+                        shuffle=False,
+                        with_labels=True,
+                        seed=0,
+                        binarize=None if binarize == "none" else binarize,
+                        manual_dir=args.manual_dir,
+                        data_dir=args.data_dir,
+                        offline=args.offline,
+                    ).as_numpy_iterator()
+                )
+                x, labels = batch
+                if args.what == "reconstructions":
+                    plots.plot_reconstructions(vae, x, partial, labels=labels)
+                elif args.what == "interpolation":
+                    different = int(np.argmax(labels != labels[0])) if len(x) > 1 else 0
+                    plots.plot_interpolation(vae, x[0], x[different], partial)
+                elif args.what == "traversal":
+                    plots.plot_traversal(vae, x[0], partial, dims=range(min(vae.latent_dim, 10)))
+                else:
+                    plots.plot_latent_map(vae, x, labels, partial)
+    print(f"wrote {out}")
     return 0
 
 

@@ -1,7 +1,9 @@
-"""PNG pictures of what a VAE does: grids of prior samples and of reconstructions.
+"""PNG pictures of what a VAE does.
 
-Images are tiled into one mosaic and written with matplotlib (Agg), each pixel
-enlarged to a square of `scale` x `scale` pixels so small images stay legible.
+Image mosaics (prior samples, reconstructions, interpolations, latent traversals, the 2-D
+manifold) are tiled and written with matplotlib (Agg), each pixel enlarged to a square
+of `scale` x `scale` pixels so small images stay legible. Charts (the latent map and the
+training curves) are matplotlib figures of a fixed size, `figsize` x 100 pixels.
 """
 
 from __future__ import annotations
@@ -11,7 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["as_images", "image_grid", "save_image_grid", "plot_samples", "plot_reconstructions"]
+__all__ = [
+    "as_images",
+    "image_grid",
+    "save_image_grid",
+    "plot_samples",
+    "plot_reconstructions",
+    "plot_interpolation",
+    "plot_traversal",
+    "plot_latent_map",
+    "plot_manifold",
+    "plot_curves",
+    "PLOTS",
+]
+
+#: Plot names accepted by `tfvae plot --what`.
+PLOTS = (
+    "samples",
+    "reconstructions",
+    "interpolation",
+    "traversal",
+    "latent_map",
+    "manifold",
+    "curves",
+)
 
 
 def as_images(x, data_shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -130,3 +155,137 @@ def plot_reconstructions(vae, x, path, n: int = 32, labels=None) -> Path:
         rows += [x[start : start + columns], reconstructions[start : start + columns]]
     pairs = np.concatenate(rows)
     return save_image_grid(as_images(pairs, vae.data_shape), path, columns=columns)
+
+
+def _posterior_means(vae, x) -> np.ndarray:
+    return np.asarray(vae.encode(np.asarray(x, np.float32)).mean())
+
+
+def _decode_means(vae, z) -> np.ndarray:
+    return np.asarray(vae.decode(np.asarray(z, np.float32)).mean())
+
+
+def plot_interpolation(vae, x_start, x_end, path, steps: int = 10) -> Path:
+    """Decodes `steps` points on the line between the posterior means of two inputs.
+
+    The first and last columns are the two inputs themselves.
+
+    Example:
+
+    >>> tfvae.plots.plot_interpolation(vae, x_test[0], x_test[1], "interpolation.png")
+    """
+    ends = np.stack([np.asarray(x_start, np.float32), np.asarray(x_end, np.float32)])
+    z_start, z_end = _posterior_means(vae, ends)
+    weights = np.linspace(0.0, 1.0, steps)[:, np.newaxis]
+    decoded = _decode_means(vae, (1 - weights) * z_start + weights * z_end)
+    row = np.concatenate([ends[:1], decoded, ends[1:]])
+    return save_image_grid(as_images(row, vae.data_shape), path, columns=len(row))
+
+
+def plot_traversal(vae, x, path, dims=None, span: float = 3.0, steps: int = 9) -> Path:
+    """One row per latent dimension: that dimension swept over [-span, span], others fixed.
+
+    The sweep starts from the posterior mean of `x` (one example).
+
+    Example:
+
+    >>> tfvae.plots.plot_traversal(vae, x_test[0], "traversal.png", dims=range(10))
+    """
+    z = _posterior_means(vae, np.asarray(x, np.float32)[np.newaxis])[0]
+    dims = list(range(vae.latent_dim) if dims is None else dims)
+    values = np.linspace(-span, span, steps)
+    rows = np.repeat(z[np.newaxis], len(dims) * steps, axis=0)
+    for i, dim in enumerate(dims):
+        rows[i * steps : (i + 1) * steps, dim] = values
+    return save_image_grid(as_images(_decode_means(vae, rows), vae.data_shape), path, columns=steps)
+
+
+def plot_manifold(vae, path, n: int = 15, span: float = 0.95) -> Path:
+    """For a 2-D latent: decodes an n x n grid of z at normal quantiles (Kingma & Welling).
+
+    Raises:
+        ValueError: if the latent is not 2-D.
+    """
+    if vae.latent_dim != 2:
+        raise ValueError(
+            f"The manifold plot needs a 2-D latent. Received: latent_dim="
+            f"{vae.latent_dim} (use plot_latent_map or plot_traversal)."
+        )
+    import tensorflow_probability as tfp
+
+    grid = tfp.distributions.Normal(0.0, 1.0).quantile(np.linspace(1 - span, span, n)).numpy()
+    z = np.array([[a, b] for b in grid[::-1] for a in grid])
+    return save_image_grid(as_images(_decode_means(vae, z), vae.data_shape), path, columns=n)
+
+
+def _figure(figsize):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, plt.figure(figsize=figsize, dpi=100)
+
+
+def _save_figure(plt, figure, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_latent_map(vae, x, labels, path, figsize=(6, 6)) -> Path:
+    """Scatters the posterior means of `x` in 2-D, coloured by label.
+
+    Latents of more than 2 dimensions are projected on their first two principal
+    components. The image is `figsize` x 100 pixels.
+
+    Example:
+
+    >>> tfvae.plots.plot_latent_map(vae, x_test, y_test, "latent_map.png")
+    """
+    means = _posterior_means(vae, x).astype(np.float64)
+    if means.shape[1] > 2:
+        centred = means - means.mean(axis=0)
+        _, _, components = np.linalg.svd(centred, full_matrices=False)
+        means, axes = centred @ components[:2].T, ("PC 1", "PC 2")
+    elif means.shape[1] == 2:
+        axes = ("z 1", "z 2")
+    else:
+        means, axes = np.concatenate([means, np.zeros_like(means)], axis=1), ("z 1", "")
+    plt, figure = _figure(figsize)
+    ax = figure.add_subplot(1, 1, 1)
+    points = ax.scatter(means[:, 0], means[:, 1], c=np.asarray(labels), cmap="tab10", s=6)
+    figure.colorbar(points, ax=ax, label="label")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title("Posterior means")
+    return _save_figure(plt, figure, path)
+
+
+def plot_curves(history: dict, path, figsize=(8, 6)) -> Path:
+    """Plots loss, ELBO, rate and distortion per epoch, training and validation.
+
+    Args:
+        history: `History.history` or the run's `history.json`.
+        path: the PNG to write (`figsize` x 100 pixels).
+
+    Raises:
+        ValueError: if the history has none of those terms.
+    """
+    names = [n for n in ("loss", "elbo", "rate", "distortion") if n in history]
+    if not names:
+        raise ValueError(f"The history has no loss, elbo, rate or distortion: {sorted(history)}")
+    plt, figure = _figure(figsize)
+    for i, name in enumerate(names):
+        ax = figure.add_subplot(2, 2, i + 1)
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], label="validation")
+        ax.set_title(f"{name} (nats)")
+        ax.set_xlabel("epoch")
+        ax.legend()
+    figure.tight_layout()
+    return _save_figure(plt, figure, path)
