@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -19,6 +20,12 @@ def _shared_data() -> Path | None:
         if candidate and (Path(candidate) / "mnist").is_dir():
             return Path(candidate)
     return None
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same random state (weights, TF and NumPy draws)."""
+    keras.utils.set_random_seed(0)
 
 
 @pytest.fixture(scope="session")

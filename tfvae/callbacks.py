@@ -12,6 +12,7 @@ the `train/` and `validation/` folders of `keras.callbacks.TensorBoard`, so
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -34,7 +35,34 @@ def _check_every(every) -> int:
     return every
 
 
-class TensorBoardImages(keras.callbacks.Callback):
+class _SummaryCallback(keras.callbacks.Callback):
+    """Writes summaries every `every` epochs to its own folder, opened on first use."""
+
+    def __init__(self, log_dir, every: int):
+        super().__init__()
+        self.every = _check_every(every)
+        self.log_dir = Path(log_dir)
+        self._writer = None
+
+    def _due(self, epoch) -> bool:
+        return (epoch + 1) % self.every == 0
+
+    @contextlib.contextmanager
+    def _summaries(self, epoch):
+        """Writes what the block logs at `epoch`, flushed so TensorBoard shows it at once."""
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir))
+        with self._writer.as_default(step=epoch):
+            yield
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class TensorBoardImages(_SummaryCallback):
     """Writes reconstructions of `x` and prior samples as TensorBoard images.
 
     Args:
@@ -50,36 +78,25 @@ class TensorBoardImages(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir, x, every: int = 1, num_samples: int = 16, seed: int = 0):
-        super().__init__()
-        self.log_dir = Path(log_dir) / "images"
+        super().__init__(Path(log_dir) / "images", every)
         self.x = np.asarray(x, np.float32)
-        self.every, self.num_samples, self.seed = _check_every(every), num_samples, seed
-        self._writer = None
+        self.num_samples, self.seed = num_samples, seed
 
     def _grid(self, images):
         return plots.image_grid(plots.as_images(images, self.model.data_shape), scale=2)[np.newaxis]
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.log_dir))
         vae = self.model
-        if getattr(vae, "num_classes", None):
+        if not self._due(epoch) or getattr(vae, "num_classes", None):
             return  # conditional models need labels; plots.plot_samples draws them
         pairs = np.concatenate([self.x, np.asarray(vae.reconstruct(self.x))])
         samples = np.asarray(vae.sample(self.num_samples, seed=self.seed))
-        with self._writer.as_default(step=epoch):
+        with self._summaries(epoch):
             tf.summary.image("reconstructions", self._grid(pairs))
             tf.summary.image("samples", self._grid(samples))
-        self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
 
 
-class LatentDiagnostics(keras.callbacks.Callback):
+class LatentDiagnostics(_SummaryCallback):
     """Writes the KL per latent dimension, the active units and beta; warns of collapse.
 
     Active units follow Burda et al. (2016): dimensions whose posterior mean varies over
@@ -99,18 +116,14 @@ class LatentDiagnostics(keras.callbacks.Callback):
     """
 
     def __init__(self, log_dir, x, every: int = 1, threshold: float = 0.01):
-        super().__init__()
-        self.log_dir = Path(log_dir) / "latent"
+        super().__init__(Path(log_dir) / "latent", every)
         self.x = np.asarray(x, np.float32)
-        self.every, self.threshold = _check_every(every), threshold
-        self._writer = None
+        self.threshold = threshold
         self._most_active, self._warned, self._last = 0, False, None
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
+        if not self._due(epoch):
             return
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.log_dir))
         vae = self.model
         beta = float(keras.ops.convert_to_numpy(vae.beta))
         try:
@@ -118,12 +131,11 @@ class LatentDiagnostics(keras.callbacks.Callback):
             kl = evaluation.kl_per_dimension(vae, self.x)
         except ValueError:
             count = kl = None
-        with self._writer.as_default(step=epoch):
+        with self._summaries(epoch):
             tf.summary.scalar("beta", beta)
             if count is not None:
                 tf.summary.scalar("active_units", count)
                 tf.summary.histogram("kl_per_dimension", kl)
-        self._writer.flush()
         if count is None:
             return
         if logs is not None:
@@ -150,5 +162,4 @@ class LatentDiagnostics(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._last is not None and self._last[1] == 0 and not self._warned:
             self._warn(f"after epoch {self._last[0] + 1}, 0 are active", self._last[2])
-        if self._writer is not None:
-            self._writer.close()
+        super().on_train_end(logs)

@@ -63,6 +63,19 @@ def _number(low: float, inclusive: bool):
     return parse
 
 
+def _add_source_flags(parser) -> None:
+    """Where data comes from: the flags shared by train, evaluate and plot."""
+    parser.add_argument(
+        "--manual-dir",
+        help="folder of the original data files, to prepare a TFDS data set with no network "
+        "(default: $TFVAE_MANUAL_DIR)",
+    )
+    parser.add_argument(
+        "--data-dir", help="where TFDS keeps prepared data (default: $TFVAE_DATA_DIR)"
+    )
+    parser.add_argument("--offline", action="store_true", help="never try to download data")
+
+
 def _parser() -> argparse.ArgumentParser:
     from tfvae.layers import LIKELIHOODS
     from tfvae.models import MODELS
@@ -91,15 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         default="test",
         help="split for validation and pictures (default: test)",
     )
-    data.add_argument(
-        "--manual-dir",
-        help="folder of the original data files, to prepare a "
-        "TFDS data set with no network (default: $TFVAE_MANUAL_DIR)",
-    )
-    data.add_argument(
-        "--data-dir", help="where TFDS keeps prepared data (default: $TFVAE_DATA_DIR)"
-    )
-    data.add_argument("--offline", action="store_true", help="never try to download data")
+    _add_source_flags(data)
     data.add_argument(
         "--binarize",
         choices=("none", "dynamic", "threshold"),
@@ -238,9 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--examples", type=_positive_int, help="evaluate the first N examples only (default: all)"
     )
-    evaluate.add_argument("--manual-dir", help="folder of original data files")
-    evaluate.add_argument("--data-dir", help="where TFDS keeps prepared data")
-    evaluate.add_argument("--offline", action="store_true", help="never try to download data")
+    _add_source_flags(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
     plot = commands.add_parser(
@@ -254,9 +257,7 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--what", choices=PLOTS, required=True)
     plot.add_argument("--out", help="the PNG to write (default: RUN_DIR/plots/<what>.png)")
     plot.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
-    plot.add_argument("--manual-dir", help="folder of original data files")
-    plot.add_argument("--data-dir", help="where TFDS keeps prepared data")
-    plot.add_argument("--offline", action="store_true", help="never try to download data")
+    _add_source_flags(plot)
     plot.set_defaults(handler=_plot)
     return parser
 
