@@ -144,14 +144,15 @@ class LatentDiagnostics(_SummaryCallback):
         self._most_active = max(self._most_active, count)
         self._last = (epoch, count, float(kl.sum()))
         if fell and not self._warned:
-            self._warn(f"at epoch {epoch + 1} the active units fell to 0", kl.sum())
+            self._warn(
+                f"the active units fell to 0 of {vae.latent_dim} at epoch {epoch + 1}", kl.sum()
+            )
 
-    def _warn(self, when: str, total_kl: float) -> None:
+    def _warn(self, what: str, total_kl: float) -> None:
         self._warned = True
         warnings.warn(
-            f"Posterior collapse: {when} of {self.model.latent_dim} latent dimensions "
-            f"(total KL {total_kl:.3f} nats). The decoder ignores z; try KL annealing "
-            "(tfvae.schedules), free bits, or a smaller beta.",
+            f"Posterior collapse: {what} (total KL {total_kl:.3f} nats). The decoder ignores z; "
+            "try KL annealing (tfvae.schedules), free bits, or a smaller beta.",
             PosteriorCollapseWarning,
             stacklevel=2,
         )
@@ -161,5 +162,10 @@ class LatentDiagnostics(_SummaryCallback):
 
     def on_train_end(self, logs=None):
         if self._last is not None and self._last[1] == 0 and not self._warned:
-            self._warn(f"after epoch {self._last[0] + 1}, 0 are active", self._last[2])
+            epoch, _, total_kl = self._last
+            self._warn(
+                f"0 of {self.model.latent_dim} latent dimensions are active after epoch "
+                f"{epoch + 1}",
+                total_kl,
+            )
         super().on_train_end(logs)

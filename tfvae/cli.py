@@ -328,7 +328,10 @@ def _train(args) -> int:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     log_dir = Path(args.log_dir) if args.log_dir else run_dir / "logs"
-    shown = next(validation.take(1).as_numpy_iterator())
+    display = data.load(
+        args.dataset, args.validation_split, seed=args.seed + 1, cache=False, **options, **source
+    )
+    shown = next(display.take(1).as_numpy_iterator())
     x_shown = shown[0] if conditional else shown
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),

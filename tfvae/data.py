@@ -189,6 +189,7 @@ def load(
     manual_dir: str | None = None,
     offline: bool = False,
     seed: int | None = None,
+    cache: bool = True,
 ) -> tf.data.Dataset:
     """Returns a batched, prefetched `tf.data` pipeline of images in [0, 1].
 
@@ -210,6 +211,8 @@ def load(
             (default: $TFVAE_MANUAL_DIR).
         offline: never try to download; fail at once when nothing is prepared.
         seed: seed of the shuffling and the binarisation.
+        cache: keep the decoded images in memory after the first pass (turn off when
+            only a few batches will be read).
 
     Returns:
         A `tf.data.Dataset` of float32 batches `(batch, H, W, C)` (or `(batch, H*W*C)`).
@@ -224,7 +227,8 @@ def load(
     """
     _check_options(batch_size, binarize)
     dataset, pixel_max, size = _source(name, split, data_dir, manual_dir, offline)
-    dataset = dataset.cache()
+    if cache:
+        dataset = dataset.cache()
     if shuffle if shuffle is not None else split.startswith("train"):
         buffer = size if size > 0 else 10_000
         dataset = dataset.shuffle(min(buffer, 100_000), seed=seed, reshuffle_each_iteration=True)
