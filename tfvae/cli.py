@@ -409,35 +409,48 @@ def _sample(args) -> int:
     return 0
 
 
-def _evaluate(args) -> int:
-    import numpy as np
+def _run_config(run_dir: Path) -> dict:
+    """The flags a run was trained with (its config.json), or {} when there is none."""
+    path = run_dir / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
-    from tfvae import data, evaluation, export
-    from tfvae.files import atomic_output
 
-    run_dir = Path(args.run)
-    config_path = run_dir / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    vae = export.load_vae(run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"RUN_DIR must be a run folder. Received: {args.run!r}")
-    dataset = args.dataset or config.get("dataset")
-    if not dataset:
-        raise ValueError("The run has no config.json naming its data set; pass --dataset.")
+def _run_data(config: dict, args, dataset: str, split: str, batch_size: int):
+    """A split, in order, with labels, binarised as the run was trained."""
+    from tfvae import data
+
     binarize = config.get("binarize", "none")
-    conditional = bool(getattr(vae, "num_classes", None))
-    batches = data.load(
+    return data.load(
         dataset,
-        args.split,
-        batch_size=1000,
+        split,
+        batch_size=batch_size,
         shuffle=False,
         with_labels=True,
         seed=0,
         binarize=None if binarize == "none" else binarize,
+        cache=False,
         manual_dir=args.manual_dir,
         data_dir=args.data_dir,
         offline=args.offline,
     )
+
+
+def _evaluate(args) -> int:
+    import numpy as np
+
+    from tfvae import evaluation, export
+    from tfvae.files import atomic_output
+
+    run_dir = Path(args.run)
+    vae = export.load_vae(run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"RUN_DIR must be a run folder. Received: {args.run!r}")
+    config = _run_config(run_dir)
+    dataset = args.dataset or config.get("dataset")
+    if not dataset:
+        raise ValueError("The run has no config.json naming its data set; pass --dataset.")
+    conditional = bool(getattr(vae, "num_classes", None))
+    batches = _run_data(config, args, dataset, args.split, batch_size=1000)
     pairs = list(batches.as_numpy_iterator())
     x = np.concatenate([p[0] for p in pairs])[: args.examples]
     y = np.concatenate([p[1] for p in pairs])[: args.examples]
@@ -501,7 +514,7 @@ def _evaluate(args) -> int:
 def _plot(args) -> int:
     import numpy as np
 
-    from tfvae import data, export, plots
+    from tfvae import export, plots
     from tfvae.files import atomic_output
 
     run_dir = Path(args.run)
@@ -510,8 +523,7 @@ def _plot(args) -> int:
     out = Path(args.out) if args.out else run_dir / "plots" / f"{args.what}.png"
     if out.suffix.lower() != ".png":
         raise ValueError(f"--out must name a .png file. Received: {str(out)!r}")
-    config_path = run_dir / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    config = _run_config(run_dir)
     with atomic_output(out, overwrite=args.overwrite) as partial:
         if args.what == "curves":
             history_path = run_dir / "history.json"
@@ -527,21 +539,9 @@ def _plot(args) -> int:
             else:
                 if getattr(vae, "num_classes", None) and args.what != "reconstructions":
                     raise ValueError(f"--what {args.what} is not drawn for conditional models.")
-                binarize = config.get("binarize", "none")
-                batch = next(
-                    data.load(
-                        config.get("dataset", "digits"),
-                        config.get("validation_split", "test"),
-                        batch_size=500,
-                        shuffle=False,
-                        with_labels=True,
-                        seed=0,
-                        binarize=None if binarize == "none" else binarize,
-                        manual_dir=args.manual_dir,
-                        data_dir=args.data_dir,
-                        offline=args.offline,
-                    ).as_numpy_iterator()
-                )
+                split = config.get("validation_split", "test")
+                dataset = config.get("dataset", "digits")
+                batch = next(_run_data(config, args, dataset, split, 500).as_numpy_iterator())
                 x, labels = batch
                 if args.what == "reconstructions":
                     plots.plot_reconstructions(vae, x, partial, labels=labels)

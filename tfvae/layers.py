@@ -10,7 +10,7 @@ of the *sample* shape: `(batch, latent_dim)` for the posterior, `(batch, *event_
 for a likelihood. `model(x)` on real tensors returns the distribution itself.
 
 Each layer has a static `params_size(...)`: how many parameters the layer before it
-must produce (as in TFP's `tfp.layers`, which only works with Keras 2).
+must produce (as TFP's own distribution layers do; those work with Keras 2 only).
 """
 
 from __future__ import annotations
