@@ -186,6 +186,48 @@ def test_damaged_files_give_clear_errors(tmp_path, mnist_shaped):
         export.load_sampler(unknown)
     not_keras = tmp_path / "model.keras"
     not_keras.write_bytes(b"PK\x03\x04")
-    with pytest.raises(ValueError, match="Could not load .* as a tfvae model"):
+    with pytest.raises(ValueError, match=r"is not a .keras archive \(not a zip file\)"):
         export.load_sampler(not_keras)
     assert export.load_sampler(saved_model)(3).shape == (3, 28, 28, 1)
+
+
+def test_loading_damaged_or_foreign_model_files_says_what_they_are(tmp_path):
+    import h5py
+    import keras
+
+    good = tmp_path / "good.keras"
+    make_vae(latent_dim=2).save(good)
+    content = good.read_bytes()
+    cases = {
+        "random.keras": (np.random.default_rng(0).bytes(4096), "not a .keras archive .not a zip"),
+        "truncated.keras": (content[: len(content) // 2], "not a .keras archive"),
+        "flipped.keras": (
+            content[:200] + bytes(b ^ 0xFF for b in content[200:400]) + content[400:],
+            "damaged|not a .keras archive",
+        ),
+        "notes.keras": (None, "a zip file but not a Keras model"),
+    }
+    import zipfile
+
+    for name, (data, message) in cases.items():
+        path = tmp_path / name
+        if data is None:
+            with zipfile.ZipFile(path, "w") as archive:
+                archive.writestr("notes.txt", "hello")
+        else:
+            path.write_bytes(data)
+        with pytest.raises(ValueError, match=message):
+            export.load_vae(path)
+    with h5py.File(tmp_path / "old.h5", "w") as handle:
+        handle["weights"] = np.zeros(3)
+    with pytest.raises(ValueError, match=r"is an HDF5 file \(a Keras 2 .h5 model\?\)"):
+        export.load_vae(tmp_path / "old.h5")
+    inputs = keras.Input((3,))
+    keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs)).save(tmp_path / "l.keras")
+    with pytest.raises(ValueError, match="contains a Lambda layer .*never runs code"):
+        export.load_vae(tmp_path / "l.keras")
+    inputs = keras.Input((3,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "dense.keras")
+    with pytest.raises(ValueError, match="holds a Functional, not a tfvae.VAE"):
+        export.load_vae(tmp_path / "dense.keras")
+    assert isinstance(export.load_vae(good), tfvae.VAE)
