@@ -34,7 +34,6 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import losses
-from tfvae.layers import MultivariateNormalDiag
 from tfvae.validation import check_array
 
 __all__ = [
@@ -128,12 +127,11 @@ def _require(vae, what: str, gaussian_posterior: bool = False) -> None:
         raise ValueError(f"{what} needs a continuous prior p(z); {type(vae).__name__} has none.")
     if getattr(vae, "num_classes", None):
         raise ValueError(f"{what} is not defined here for conditional models (labels needed).")
-    if gaussian_posterior:
+    if gaussian_posterior and not vae.has_gaussian_posterior:
         layer = vae.encoder.outputs[0]._keras_history.operation
-        if type(layer) is not MultivariateNormalDiag:
-            raise ValueError(
-                f"{what} needs a diagonal Gaussian posterior; this one is {type(layer).__name__}."
-            )
+        raise ValueError(
+            f"{what} needs a diagonal Gaussian posterior; this one is {type(layer).__name__}."
+        )
 
 
 def _batches(x, batch_size):

@@ -26,7 +26,6 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.files import atomic_output
-from tfvae.layers import MultivariateNormalDiag
 from tfvae.models import VAE
 
 __all__ = [
@@ -78,18 +77,13 @@ def _check_signatures(signatures, vae=None) -> tuple[str, ...]:
         raise ValueError(
             "Conditional models cannot be exported yet: their signatures would need labels."
         )
-    if vae is not None and "encode" in signatures and _has_flow_posterior(vae):
+    if vae is not None and "encode" in signatures and not vae.has_gaussian_posterior:
         raise ValueError(
             "The 'encode' signature exports a Gaussian posterior's loc and scale; this model's "
             "posterior is not a diagonal Gaussian (a flow, or VQ codes). Export the others: "
             "signatures=('decode', 'sample', 'reconstruct')."
         )
     return signatures
-
-
-def _has_flow_posterior(vae) -> bool:
-    """True when q(z|x) is not a plain diagonal Gaussian (a flow, or a VQ-VAE's codes)."""
-    return type(vae.encoder.outputs[0]._keras_history.operation) is not MultivariateNormalDiag
 
 
 def _endpoints(vae: VAE) -> dict:
@@ -166,8 +160,8 @@ def export_saved_model(
     """
     _check_trained(vae, allow_untrained)
     if signatures is None:
-        flow = _has_flow_posterior(vae)
-        signatures = tuple(s for s in SIGNATURES if not (flow and s == "encode"))
+        gaussian = vae.has_gaussian_posterior
+        signatures = tuple(s for s in SIGNATURES if gaussian or s != "encode")
     signatures = _check_signatures(signatures, vae)
     with atomic_output(path, overwrite) as partial:
         _write_saved_model(vae, partial, signatures)

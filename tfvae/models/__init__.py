@@ -93,23 +93,21 @@ def build(
 
     if name not in MODELS:
         raise ValueError(f"Unknown model {name!r}. Expected one of: {', '.join(MODELS)}.")
+    options = {"seed": seed} if beta is None else {"seed": seed, "beta": beta}
     if name == "hierarchical":
         sizes = (latent_dim, max(2, latent_dim // 2))
         encoder, top_down, decoder = networks.build_hierarchical(
             data_shape, sizes, likelihood=likelihood
         )
-        options = {"seed": seed} if beta is None else {"seed": seed, "beta": beta}
         return HierarchicalVAE(encoder, top_down, decoder, **options)
     if name == "vqvae":
         encoder, decoder = networks.build_vq(network, data_shape, latent_dim, likelihood=likelihood)
-        options = {"seed": seed} if beta is None else {"seed": seed, "beta": beta}
         return VQVAE(encoder, decoder, num_codes=num_codes, ema=ema, **options)
     labels = num_classes if name == "conditional" else None
     posterior = "iaf" if name == "flow" else "gaussian"
     encoder, decoder = networks.build(
         network, data_shape, latent_dim, likelihood, num_classes=labels, posterior=posterior
     )
-    options = {"seed": seed} if beta is None else {"seed": seed, "beta": beta}
     if name == "beta_vae":
         return BetaVAE(encoder, decoder, **options)
     if name == "free_bits":

@@ -129,6 +129,7 @@ class ConditionalVAE(VAE):
         Raises:
             ValueError: if `labels` is missing or out of range.
         """
+        self._check_sample_args(n, output)
         if labels is None:
             self._one_hot(None)
         return self._sample(n, self._labels(labels, n), seed, output)

@@ -159,10 +159,6 @@ class HierarchicalVAE(VAE):
         return z
 
     def _sample(self, n, y, seed, output):
-        if output not in ("mean", "sample"):
-            raise ValueError(f'`output` must be "mean" or "sample". Received: output={output!r}')
-        if isinstance(n, int) and n < 1:
-            raise ValueError(f"`n` must be >= 1. Received: n={n}")
         generator = keras.random.SeedGenerator(seed)
         z_1 = self._ancestral(
             n, lambda rows, size: keras.random.normal((rows, size), seed=generator)

@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import losses
-from tfvae.layers import DistributionLayer
+from tfvae.layers import DistributionLayer, MultivariateNormalDiag
 from tfvae.priors import Prior, StandardNormal
 from tfvae.validation import check_array, check_dataset, reraise_input_errors
 
@@ -198,6 +198,12 @@ class VAE(keras.Model):
         """p(x|z): how the decoder is called (conditional models also pass y)."""
         return self.decoder(z, training=training)
 
+    @property
+    def has_gaussian_posterior(self) -> bool:
+        """True when q(z|x) is a plain diagonal Gaussian (not a flow, codes or a hierarchy)."""
+        layer = self.encoder.outputs[0]._keras_history.operation
+        return type(layer) is MultivariateNormalDiag
+
     def prior_distribution(self) -> tfd.Distribution:
         """Returns p(z) (the VampPrior builds it through the encoder)."""
         return self.prior.distribution(encoder=self.encoder)
@@ -248,13 +254,18 @@ class VAE(keras.Model):
         Raises:
             ValueError: if `n < 1` or `output` is unknown.
         """
+        self._check_sample_args(n, output)
         return self._sample(n, None, seed, output)
 
-    def _sample(self, n, y, seed, output):
+    @staticmethod
+    def _check_sample_args(n, output) -> None:
         if output not in ("mean", "sample"):
             raise ValueError(f'`output` must be "mean" or "sample". Received: output={output!r}')
         if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n < 1:
             raise ValueError(f"`n` must be >= 1. Received: n={n}")
+
+    def _sample(self, n, y, seed, output):
+        """Draws n examples (arguments already checked); variants override this."""
         z = self.prior_distribution().sample(n, seed=seed)
         likelihood = self._decode(z, y)
         if output == "mean":

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfvae import losses
@@ -237,10 +236,6 @@ class VQVAE(VAE):
         return self.decoder(self.quantizer.lookup(tf.convert_to_tensor(codes, tf.int32)))
 
     def _sample(self, n, y, seed, output):
-        if output not in ("mean", "sample"):
-            raise ValueError(f'`output` must be "mean" or "sample". Received: output={output!r}')
-        if isinstance(n, (int, np.integer)) and n < 1:
-            raise ValueError(f"`n` must be >= 1. Received: n={n}")
         shape = (n,) + self.latent_shape[:-1]
         codes = keras.random.randint(shape, 0, self.quantizer.num_codes, seed=seed)
         likelihood = self.decode_codes(codes)
