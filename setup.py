@@ -1,4 +1,5 @@
-"""Installs tfvae. `pip install .` for the package, `pip install ".[test]"` for the tests."""
+"""Installs tfvae. `pip install .` for the package, `pip install ".[test]"` for the tests,
+`pip install ".[benchmark]"` for the PyTorch reference of `benchmarks/run.py`."""
 
 from setuptools import find_packages, setup
 
@@ -21,8 +22,19 @@ REQUIRES = [
 ]
 
 EXTRAS = {
-    # nbclient, nbformat and ipykernel execute the notebooks in the suite.
-    "test": ["pytest>=8", "ruff>=0.6", "nbclient", "nbformat", "ipykernel"],
+    # nbclient, nbformat and ipykernel execute the notebooks in the suite; hypothesis
+    # drives the property tests of the losses; psutil measures memory growth.
+    "test": [
+        "pytest>=8",
+        "ruff>=0.6",
+        "nbclient",
+        "nbformat",
+        "ipykernel",
+        "hypothesis>=6",
+        "psutil",
+    ],
+    # The PyTorch reference of benchmarks/run.py (a CPU build). tfvae never imports it.
+    "benchmark": ["torch==2.13.0"],
 }
 
 setup(

@@ -58,6 +58,10 @@ def test_train_on_the_embedded_default_writes_a_complete_run(tmp_path):
 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["dataset"] == "digits" and config["epochs"] == 3
+    # The training defaults chosen by benchmarks/run.py are the ones `tfvae train` used.
+    assert config["steps_per_execution"] == tfvae.training.DEFAULT_STEPS_PER_EXECUTION
+    assert config["jit_compile"] is tfvae.training.auto_jit_compile(vae)
+    assert config["fused_steps"] is config["jit_compile"]
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["loss"]) == 3 and len(history["val_elbo"]) == 3
 

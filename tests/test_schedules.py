@@ -72,7 +72,7 @@ def test_callback_sets_beta_every_step_without_retracing(digits, tmp_path):
     encoder = tfvae.networks.mlp_encoder((8, 8, 1), 4, (32,))
     decoder = tfvae.networks.mlp_decoder(4, (8, 8, 1), (32,))
     vae = CountingVAE(encoder, decoder)
-    vae.compile()
+    vae.compile(steps_per_execution=1)  # callbacks (and so beta) act every step
     CountingVAE.traces = 0
     seen = []
 

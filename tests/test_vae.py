@@ -72,7 +72,7 @@ def test_metrics_are_reset_at_each_epoch(digits):
                 counts.append(int(self.model.metrics[0].count.numpy()))
 
     vae = make_vae()
-    vae.compile()
+    vae.compile(steps_per_execution=1)
     vae.fit(digits[0][:256], batch_size=32, epochs=3, verbose=0, callbacks=[FirstBatch()])
     assert counts == [32, 32, 32]
 

@@ -18,6 +18,7 @@ _startup.import_tensorflow()
 
 from tfvae import (
     callbacks,
+    checkpoints,
     data,
     evaluation,
     export,
@@ -30,6 +31,7 @@ from tfvae import (
     plots,
     priors,
     schedules,
+    training,
 )
 from tfvae.layers import (
     IndependentBernoulli,
@@ -64,6 +66,7 @@ __all__ = [
     "IndependentContinuousBernoulli",
     "StandardNormal",
     "callbacks",
+    "checkpoints",
     "data",
     "evaluation",
     "export",
@@ -76,5 +79,6 @@ __all__ = [
     "plots",
     "priors",
     "schedules",
+    "training",
     "__version__",
 ]

@@ -1,4 +1,4 @@
-"""Keras callbacks that show what a VAE is learning, in TensorBoard.
+"""Keras callbacks: what a VAE is learning, in TensorBoard, and a stop on non-finite losses.
 
 `TensorBoardImages` writes grids of reconstructions and prior samples every N epochs.
 `LatentDiagnostics` writes a histogram of the KL of each latent dimension, the number of
@@ -8,11 +8,17 @@ the active units fall to zero, or when training ends with none.
 Both write to their own sub-folders of the log folder (`images/` and `latent/`), next to
 the `train/` and `validation/` folders of `keras.callbacks.TensorBoard`, so
 `tensorboard --logdir LOG_DIR` shows all of them together.
+
+`StopOnNonFinite` (which `VAE.fit` always adds) stops training with a
+`NonFiniteLossError` that names the term that went NaN or infinite, the epoch and the
+steps, instead of training on with NaN weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import warnings
 from pathlib import Path
 
@@ -22,7 +28,79 @@ import tensorflow as tf
 
 from tfvae import evaluation, plots
 
-__all__ = ["TensorBoardImages", "LatentDiagnostics", "PosteriorCollapseWarning"]
+__all__ = [
+    "TensorBoardImages",
+    "LatentDiagnostics",
+    "PosteriorCollapseWarning",
+    "StopOnNonFinite",
+    "NonFiniteLossError",
+    "StopOnSignal",
+]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A term of the training loss went NaN or infinite; training was stopped.
+
+    Attributes:
+        epoch: the epoch (0-based, as Keras counts) in which it happened.
+        first_step, last_step: the range of optimizer steps (1-based) run in the
+            execution where it was seen (one step when `steps_per_execution=1`).
+        terms: the names of the non-finite terms (such as `["rate"]`).
+    """
+
+    def __init__(self, message: str, epoch: int, first_step: int, last_step: int, terms):
+        super().__init__(message)
+        self.epoch, self.first_step, self.last_step = epoch, first_step, last_step
+        self.terms = list(terms)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training with a `NonFiniteLossError` as soon as a loss term is NaN or Inf.
+
+    The logs of a batch hold each term's running mean over the epoch, so one
+    non-finite step makes its term non-finite until the epoch ends; it is seen at the
+    end of the execution that ran it (every `steps_per_execution` steps). The
+    message names the term(s) (distortion, rate, ...), the epoch and the steps.
+    Nothing already saved is touched.
+
+    Example:
+
+    >>> vae.fit(x, epochs=10)  # VAE.fit adds StopOnNonFinite itself
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._last_step = int(self.model.optimizer.iterations)
+
+    def on_train_batch_end(self, batch, logs=None):
+        first_step = self._last_step + 1
+        self._last_step = int(self.model.optimizer.iterations)
+        names = [name for name in getattr(self.model, "term_names", ()) if name != "elbo"]
+        bad = [
+            name
+            for name in names or list(logs or {})
+            if name in (logs or {}) and not np.isfinite(float(logs[name]))
+        ]
+        if not bad:
+            return
+        self.model.stop_training = True
+        terms = [name for name in bad if name != "loss"] or bad
+        steps = (
+            f"step {self._last_step}"
+            if first_step >= self._last_step
+            else f"steps {first_step} to {self._last_step} (one execution; compile with "
+            "steps_per_execution=1 to find the exact step)"
+        )
+        values = ", ".join(f"{name}={float(logs[name])}" for name in bad)
+        raise NonFiniteLossError(
+            f"Training stopped: the {' and '.join(terms)} went non-finite ({values}) in "
+            f"epoch {self._epoch + 1}, {steps}. Check the data for NaN/Inf and lower the "
+            "learning rate; files saved before this point are kept.",
+            self._epoch,
+            first_step,
+            self._last_step,
+            terms,
+        )
 
 
 class PosteriorCollapseWarning(UserWarning):
@@ -169,3 +247,49 @@ class LatentDiagnostics(_SummaryCallback):
                 total_kl,
             )
         super().on_train_end(logs)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Turns SIGTERM and SIGINT into a clean stop at the end of the running execution.
+
+    Used as a context manager around training, it installs handlers that only
+    record the signal; at the next batch end the callback sets
+    `model.stop_training`, so the running step (execution) finishes, and the
+    caller writes a checkpoint. `tfvae train` then exits with status 75.
+
+    Example:
+
+    >>> stop = StopOnSignal()
+    >>> with stop:
+    ...     vae.fit(x, epochs=10, callbacks=[stop])
+    >>> if stop.received is not None:
+    ...     ...  # write a checkpoint
+    """
+
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+        super().__init__()
+        self.signals = tuple(signals)
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    @property
+    def signal_name(self) -> str | None:
+        return None if self.received is None else signal.Signals(self.received).name
+
+    def _record(self, signum, frame) -> None:
+        self.received = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._record)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.received is not None:
+            self.model.stop_training = True

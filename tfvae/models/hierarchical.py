@@ -125,13 +125,13 @@ class HierarchicalVAE(VAE):
         """Runs inference top-down; returns [(q_l, p_l, z_l)] from bottom to top."""
         estimates = [_gaussian_parts(p) for p in self.encoder(x, training=training)]
         q = tfd.MultivariateNormalDiag(*estimates[-1])
-        z = q.sample(seed=self._posterior_seed()) if sample else q.mean()
+        z = q.sample(seed=self._posterior_seed(training)) if sample else q.mean()
         layers = [(q, self._top_prior(), z)]
         for level in reversed(range(len(self.latent_dims) - 1)):
             prior_parts = _gaussian_parts(self.top_down[level](z, training=training))
             p = tfd.MultivariateNormalDiag(*prior_parts)
             q = tfd.MultivariateNormalDiag(*_combine(estimates[level], prior_parts))
-            z = q.sample(seed=self._posterior_seed()) if sample else q.mean()
+            z = q.sample(seed=self._posterior_seed(training)) if sample else q.mean()
             layers.insert(0, (q, p, z))
         return layers
 

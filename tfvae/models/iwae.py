@@ -50,7 +50,7 @@ class IWAE(VAE):
     def log_weights(self, x, y=None, training=False):
         """Returns `(log_weights, posterior, z, log_likelihood)`, the first `(k, batch)`."""
         posterior = self._encode(x, y, training=training)
-        z = posterior.sample(self.k, seed=self._posterior_seed())  # (k, batch, latent)
+        z = posterior.sample(self.k, seed=self._posterior_seed(training))  # (k, batch, latent)
         batch = tf.shape(x)[0]
         flat_z = tf.reshape(z, (-1, self.latent_dim))
         repeat = lambda t: tf.tile(t, tf.concat([[self.k], tf.ones_like(tf.shape(t)[1:])], 0))  # noqa: E731

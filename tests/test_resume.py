@@ -1,0 +1,143 @@
+"""Killed, stopped and resumed training runs of `tfvae train`, in real subprocesses.
+
+Every run trains the embedded digits with `--deterministic`, so an interrupted run that
+is resumed must end bit-identical to the uninterrupted one.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tfvae import checkpoints, data
+from tfvae.cli import EXIT_INTERRUPTED
+from tfvae.export import load_vae
+
+EPOCHS = 3
+STEPS_PER_EPOCH = 90  # 1,437 digits in batches of 16
+FLAGS = ["--epochs", str(EPOCHS), "--batch-size", "16", "--deterministic", "--latent-dim", "4"]
+
+
+def command(*args):
+    return [sys.executable, "-m", "tfvae", "train", *args]
+
+
+def environment():
+    env = dict(os.environ)
+    env.pop(data.MANUAL_DIR_ENV, None)
+    return env
+
+
+def train(*args):
+    result = subprocess.run(
+        command(*args), capture_output=True, text=True, env=environment(), timeout=600
+    )
+    return result
+
+
+def start(*args):
+    return subprocess.Popen(
+        command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+
+
+def wait_for_checkpoint(run_dir, process, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list((run_dir / "checkpoints").glob("ckpt-*")):
+            return
+        if process.poll() is not None:
+            pytest.fail(f"training ended before its first checkpoint: {process.communicate()}")
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("no checkpoint appeared")
+
+
+def final_state(run_dir):
+    vae = load_vae(run_dir / "model.keras")
+    history = json.loads((run_dir / "history.json").read_text())
+    return vae, history
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    result = train(*FLAGS, "--output-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    return final_state(run_dir)
+
+
+def assert_same_run(run_dir, uninterrupted):
+    vae, history = final_state(run_dir)
+    reference, reference_history = uninterrupted
+    assert len(history["loss"]) == len(reference_history["loss"]) == EPOCHS
+    assert int(vae.optimizer.iterations) == int(reference.optimizer.iterations)
+    assert int(vae.optimizer.iterations) == EPOCHS * STEPS_PER_EPOCH
+    for a, b in zip(
+        vae.weights + vae.optimizer.variables, reference.weights + reference.optimizer.variables
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, uninterrupted):
+    run_dir = tmp_path / "run"
+    process = start(*FLAGS, "--output-dir", str(run_dir))
+    wait_for_checkpoint(run_dir, process)
+    time.sleep(0.3)  # into the next epoch
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    assert not (run_dir / "model.keras").exists()
+
+    result = train("--resume", "--output-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert "resuming from" in result.stdout
+    assert_same_run(run_dir, uninterrupted)
+
+
+def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_to_the_same_weights(
+    tmp_path, uninterrupted
+):
+    run_dir = tmp_path / "run"
+    process = start(*FLAGS, "--output-dir", str(run_dir))
+    wait_for_checkpoint(run_dir, process)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == EXIT_INTERRUPTED == 75, stderr
+    assert "stopped by SIGTERM" in stdout and "--resume" in stdout
+    path, state = checkpoints.latest_checkpoint(run_dir / "checkpoints")
+    assert state["iterations"] == state["epoch"] * STEPS_PER_EPOCH + state["step_in_epoch"]
+    assert state["iterations"] > STEPS_PER_EPOCH  # written after the signal, not the first one
+
+    result = train("--resume", "--output-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert_same_run(run_dir, uninterrupted)
+
+
+def test_resume_without_a_run_folder_is_a_one_line_error(tmp_path):
+    result = train("--resume", "--output-dir", str(tmp_path / "nothing"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "has no config.json" in result.stderr
+
+
+def test_resume_refuses_when_every_checkpoint_is_damaged(tmp_path):
+    run_dir = tmp_path / "run"
+    result = train("--epochs", "1", "--output-dir", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    for model_file in (run_dir / "checkpoints").glob("ckpt-*/model.keras"):
+        model_file.write_bytes(b"damaged")
+    result = train("--resume", "--output-dir", str(run_dir))
+    assert result.returncode == 2
+    assert "No intact checkpoint" in result.stderr and "Nothing was deleted" in result.stderr
+    assert list((run_dir / "checkpoints").glob("ckpt-*"))
