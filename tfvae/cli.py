@@ -376,10 +376,11 @@ def _train(args) -> int:
         )
         return train.skip(skip) if skip else train
 
+    first_epoch = data.load(args.dataset, args.split, **options, **source)  # checks the split
     validation = data.load(
         args.dataset, args.validation_split, seed=args.seed + 1, **options, **source
     )
-    x_spec = validation.element_spec[0] if conditional else validation.element_spec
+    x_spec = first_epoch.element_spec[0] if conditional else first_epoch.element_spec
     data_shape = tuple(x_spec.shape[1:])
     num_classes = data.num_classes(args.dataset, **source) if conditional else 10
     if conditional and not num_classes:

@@ -172,7 +172,7 @@ def fused_train_function(model) -> Callable:
         the logs of the last one, and raises `StopIteration` when the iterator is
         empty.
     """
-    program = None
+    programs: dict = {}
 
     def run_steps(stacked):
         logs = model._metric_results()
@@ -180,16 +180,19 @@ def fused_train_function(model) -> Callable:
             logs = model.train_step(tf.nest.map_structure(lambda t: t[i], stacked))  # noqa: B023
         return logs
 
-    def compiled(element_spec):
-        # Step count and batch size left unknown: one trace serves every execution.
+    def program_for(element_spec):
+        # Step count and batch size left unknown: one trace serves every execution of
+        # data with this structure and these dtypes (XLA compiles each new shape).
         signature = tf.nest.map_structure(
             lambda spec: tf.TensorSpec((None, None) + tuple(spec.shape[1:]), spec.dtype),
             element_spec,
         )
-        return tf.function(run_steps, input_signature=[signature], jit_compile=True)
+        key = str(signature)
+        if key not in programs:
+            programs[key] = tf.function(run_steps, input_signature=[signature], jit_compile=True)
+        return programs[key]
 
     def train_function(iterator):
-        nonlocal program
         batches = []
         for _ in range(model.steps_per_execution):
             try:
@@ -198,8 +201,7 @@ def fused_train_function(model) -> Callable:
                 break
         if not batches:
             raise StopIteration
-        if program is None:
-            program = compiled(iterator.element_spec)
+        program = program_for(iterator.element_spec)
         for run in _runs_of_equal_shape(batches):
             logs = program(tf.nest.map_structure(_stack, *run))
         return logs

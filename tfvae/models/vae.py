@@ -413,6 +413,17 @@ class VAE(keras.Model):
         self.train_function = training.fused_train_function(self)
         return self.train_function
 
+    def make_test_function(self, force=False):
+        """Keras' test function, without XLA: compiling it (per batch shape) costs more
+        than it saves on the few evaluation steps of an epoch (`tfvae.training`)."""
+        if self.test_function is not None and not force:
+            return self.test_function
+        jit_compile, self._jit_compile = self._jit_compile, False
+        try:
+            return super().make_test_function(force)
+        finally:
+            self._jit_compile = jit_compile
+
     def compile_from_config(self, config):
         """Re-compiles a loaded model as saved, with its optimizer state (for `.keras` files)."""
         self.compile(**keras.saving.deserialize_keras_object(config))
