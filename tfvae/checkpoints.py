@@ -12,12 +12,14 @@ damaged newest one (truncated, flipped bytes) is skipped with a warning. With no
 intact it raises `CheckpointError` and deletes nothing. The newest `keep`
 generations are kept.
 
-Keras' `BackupAndRestore` (as of Keras 3.15.1, from its source) overwrites its
-weights file in place, keeps one previous copy, has no checksums (flipped bytes that
-still parse load as wrong weights; only an `OSError` triggers its fallback), and
-restores the epoch but not the step: a stop mid-epoch re-runs that epoch from batch
-0 on weights that already saw part of it. This module closes those gaps; the CLI
-(`tfvae train --resume`) also restores the data order of each epoch.
+Keras' `BackupAndRestore` (Keras 3.15.1; its source, and a run that crashes it
+mid-epoch and flips a byte) overwrites `latest.weights.h5` in place and keeps one
+previous copy. It has no checksums: the weights file with a flipped byte was loaded
+silently, and training went on. Only an `OSError` triggers its fallback. It
+restores the epoch but not the step: with `save_freq` in batches, the batches
+before the save are trained twice. The resumed epoch's data order is not the
+original one. This module closes those gaps, and the CLI (`tfvae train --resume`)
+also restores the data order of each epoch.
 """
 
 from __future__ import annotations
