@@ -248,23 +248,41 @@ def batch_size_table(data_file, n_train, repeats, batch_sizes, network="mlp") ->
 
 
 def time_to_target(data_file, n_train, max_epochs) -> list[str]:
-    rows = [
-        f"| framework | epochs to test -ELBO <= {TARGET_NATS:.0f} | training s to get there |",
-        "| --- | ---: | ---: |",
-    ]
+    """Trains each framework for up to `max_epochs`, evaluating after every epoch.
+
+    Reports the training time (XLA compilation included) to reach 100 nats and, as
+    100 may be out of reach, to reach the worse of the two final values (a test ELBO
+    both reached).
+    """
+    curves = {}
     for kind in WORKERS:
         worker = Worker(kind, data_file, 128, "mlp", n_train=n_train)
-        elapsed, reached = 0.0, None
-        for epoch in range(1, max_epochs + 1):
+        elapsed, curve = 0.0, []
+        for _ in range(max_epochs):
             elapsed += worker.run("epoch")[1]
-            if worker.run("negative_elbo")[0] <= TARGET_NATS:
-                reached = epoch
+            curve.append((elapsed, worker.run("negative_elbo")[0]))
+            if curve[-1][1] <= TARGET_NATS:
                 break
         worker.close()
-        if reached is None:
-            rows.append(f"| {kind} | not within {max_epochs} | > {elapsed:.1f} |")
-        else:
-            rows.append(f"| {kind} | {reached} | {elapsed:.1f} |")
+        curves[kind] = curve
+    common = max(curve[-1][1] for curve in curves.values())
+    rows = [
+        f"| framework | test -ELBO after {max_epochs} epochs (or at {TARGET_NATS:.0f}) | "
+        f"time to {TARGET_NATS:.0f} nats | time to {common:.2f} nats (reached by both) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+
+    def reach(curve, target):
+        for epoch, (seconds, value) in enumerate(curve, 1):
+            if value <= target:
+                return f"{seconds:.1f} s ({epoch} epochs)"
+        return f"not within {len(curve)} epochs (> {curve[-1][0]:.1f} s)"
+
+    for kind, curve in curves.items():
+        rows.append(
+            f"| {kind} | {curve[-1][1]:.2f} | {reach(curve, TARGET_NATS)} | "
+            f"{reach(curve, common)} |"
+        )
     return rows
 
 
