@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from conftest import make_vae
+from conftest import CountingVAE, make_vae
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import tfvae
@@ -56,16 +56,6 @@ def test_bad_settings_are_refused(make, message):
 def test_config_round_trip(schedule):
     clone = type(schedule).from_config(schedule.get_config())
     assert [clone(t) for t in range(20)] == [schedule(t) for t in range(20)]
-
-
-class CountingVAE(tfvae.VAE):
-    """Counts how often loss_terms runs in Python, i.e. how often a step is traced."""
-
-    traces = 0
-
-    def loss_terms(self, x, y=None, training=False):
-        CountingVAE.traces += 1
-        return super().loss_terms(x, y, training=training)
 
 
 def test_callback_sets_beta_every_step_without_retracing(digits, tmp_path):

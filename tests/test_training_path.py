@@ -7,20 +7,10 @@ benchmarks/run.py.
 import keras
 import numpy as np
 import tensorflow as tf
-from conftest import make_vae
+from conftest import CountingVAE, make_vae
 
 import tfvae
 from tfvae import training
-
-
-class CountingVAE(tfvae.VAE):
-    """Counts how often loss_terms runs in Python, i.e. how often a step is traced."""
-
-    traces = 0
-
-    def loss_terms(self, x, y=None, training=False):
-        CountingVAE.traces += 1
-        return super().loss_terms(x, y, training=training)
 
 
 def counting_vae():

@@ -71,6 +71,12 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
+def _check_keep(keep) -> int:
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"`keep` must be a positive integer. Received: keep={keep!r}")
+    return keep
+
+
 def _generations(directory: Path) -> list[Path]:
     """Checkpoint folders, newest (highest step) first."""
     if not directory.is_dir():
@@ -98,8 +104,7 @@ def write_checkpoint(
     Raises:
         ValueError: if `keep < 1`.
     """
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"`keep` must be a positive integer. Received: keep={keep!r}")
+    _check_keep(keep)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     iterations = int(model.optimizer.iterations)
@@ -216,9 +221,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, directory, keep: int = 3):
         super().__init__()
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise ValueError(f"`keep` must be a positive integer. Received: keep={keep!r}")
-        self.directory, self.keep = Path(directory), keep
+        self.directory, self.keep = Path(directory), _check_keep(keep)
         self.history: dict[str, list[float]] = {}
 
     def on_epoch_end(self, epoch, logs=None):
