@@ -425,6 +425,8 @@ def _train(args) -> int:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     log_dir = Path(args.log_dir) if args.log_dir else run_dir / "logs"
+    # The beta a KL schedule warms up to: the model's own, kept across resumes.
+    kl_target = args.kl_target if resumed else float(keras.ops.convert_to_numpy(vae.beta))
     config = {key: value for key, value in vars(args).items() if key not in ("handler", "resume")}
     config.update(
         data_shape=list(data_shape),
@@ -433,7 +435,7 @@ def _train(args) -> int:
         jit_compile=bool(vae.jit_compile),
         steps_per_execution=vae.steps_per_execution,
         fused_steps=training.uses_fused_steps(vae),
-        kl_target=float(keras.ops.convert_to_numpy(vae.beta)) if not resumed else args.kl_target,
+        kl_target=kl_target,
     )
     if not resumed:
         (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -450,12 +452,11 @@ def _train(args) -> int:
         tfvae_callbacks.LatentDiagnostics(log_dir, x_shown[:500]),
     ]
     if args.kl_schedule != "none":
-        target = float(keras.ops.convert_to_numpy(vae.beta)) if not resumed else args.kl_target
         steps = args.kl_schedule_steps
         schedule = {
-            "linear": lambda: schedules.LinearWarmup(steps, end=target),
-            "cyclical": lambda: schedules.Cyclical(steps, end=target),
-            "sigmoid": lambda: schedules.Sigmoid(steps / 2, 10.0 / steps, end=target),
+            "linear": lambda: schedules.LinearWarmup(steps, end=kl_target),
+            "cyclical": lambda: schedules.Cyclical(steps, end=kl_target),
+            "sigmoid": lambda: schedules.Sigmoid(steps / 2, 10.0 / steps, end=kl_target),
         }[args.kl_schedule]()
         callbacks.insert(0, schedules.KLScheduleCallback(schedule))
 
