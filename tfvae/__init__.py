@@ -30,6 +30,7 @@ from tfvae import (
     networks,
     plots,
     priors,
+    scaling,
     schedules,
     training,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "networks",
     "plots",
     "priors",
+    "scaling",
     "schedules",
     "training",
     "__version__",

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import evaluation, plots
+from tfvae import evaluation, plots, training
 
 __all__ = [
     "TensorBoardImages",
@@ -70,11 +70,11 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        self._last_step = int(self.model.optimizer.iterations)
+        self._last_step = training.steps_taken(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
         first_step = self._last_step + 1
-        self._last_step = int(self.model.optimizer.iterations)
+        self._last_step = training.steps_taken(self.model)
         names = [name for name in getattr(self.model, "term_names", ()) if name != "elbo"]
         bad = [
             name

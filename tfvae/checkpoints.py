@@ -33,6 +33,8 @@ from pathlib import Path
 
 import keras
 
+from tfvae import training
+
 __all__ = [
     "CheckpointError",
     "CheckpointWarning",
@@ -107,7 +109,7 @@ def write_checkpoint(
     _check_keep(keep)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    iterations = int(model.optimizer.iterations)
+    iterations = training.steps_taken(model)
     final = directory / f"{_PREFIX}{iterations:09d}"
     if final.is_dir() and verify_checkpoint(final) is None:
         return final  # this very state is already saved

@@ -10,6 +10,11 @@
 `saved_models/`) holding `model.keras`, `config.json`, `history.json`,
 `samples.png`, `reconstructions.png` and TensorBoard logs under `logs/`.
 
+`train --strategy mirrored` trains on all local GPUs; `--strategy multi_worker` on
+several machines (one process per worker, each with its `TF_CONFIG`; worker 0 writes
+the run folder). `--precision mixed_bfloat16|mixed_float16` runs the networks in 16
+bits; the distributions and the loss stay float32.
+
 `train` writes a checkpoint after every epoch (`<run>/checkpoints/`, the newest 3
 kept, each verified by checksums); `tfvae train --resume --output-dir RUN` continues
 from the newest intact one.
@@ -91,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     from tfvae.models import MODELS
     from tfvae.networks import NETWORKS
     from tfvae.plots import PLOTS
+    from tfvae.scaling import PRECISIONS, STRATEGIES
     from tfvae.schedules import SCHEDULES
 
     parser = _Parser(prog="tfvae", description="Variational autoencoders on Keras 3 and TFP.")
@@ -220,6 +226,22 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="train steps per call, fused into one XLA program under XLA (default: 32)",
     )
+    scale = train.add_argument_group("scaling out")
+    scale.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="none",
+        help="tf.distribute strategy: 'mirrored' (all local GPUs) or 'multi_worker' "
+        "(one process per machine, configured by TF_CONFIG); --batch-size is the "
+        "global batch (default: none, one device)",
+    )
+    scale.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="Keras dtype policy of the networks; distributions and the loss stay "
+        "float32 (default: float32)",
+    )
     out = train.add_argument_group("output")
     out.add_argument(
         "--output-dir",
@@ -331,8 +353,10 @@ def _resumed_args(args) -> argparse.Namespace:
             "run folder written by `tfvae train`."
         )
     saved = json.loads(config_path.read_text())
+    defaults = vars(_parser().parse_args(["train"]))  # flags newer than the run
     return argparse.Namespace(
         **{
+            **defaults,
             **saved,
             "handler": args.handler,
             "command": args.command,
@@ -353,14 +377,73 @@ def _train(args) -> int:
         args = _resumed_args(args)
     if args.manual_dir and not Path(args.manual_dir).is_dir():
         raise ValueError(f"--manual-dir {args.manual_dir!r} does not exist or is not a folder.")
-    run_dir = Path(args.output_dir) if args.resume else _run_dir(args)
 
     import keras
 
+    from tfvae import scaling
+
+    # First of all TensorFlow work: MultiWorkerMirroredStrategy must be made before it.
+    strategy = scaling.make_strategy(args.strategy)
+    policy = keras.mixed_precision.global_policy()
+    scaling.set_precision(args.precision)
+    try:
+        return _train_with(args, strategy)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)  # the process may go on (tests)
+
+
+def _model_and_state(args, resumed, data_shape, num_classes, checkpoint_dir):
+    """The model to train (in the current strategy's scope) and where training stands."""
+    import keras
+
+    from tfvae import checkpoints, models, training
+
+    if resumed:
+        state = resumed[1]
+        print(
+            f"resuming from {resumed[0]} (epoch {state['epoch'] + 1}, step {state['iterations']})"
+        )
+        return checkpoints.load_checkpoint(resumed[0]), state
+    if args.resume:
+        print(f"no checkpoint in {checkpoint_dir}; starting from the beginning")
+    vae = models.build(
+        args.model,
+        data_shape,
+        args.network,
+        args.latent_dim,
+        args.likelihood,
+        beta=args.beta,
+        seed=args.seed,
+        k=args.k,
+        free_bits=args.free_bits,
+        num_classes=num_classes,
+        num_components=args.num_components,
+        num_pseudo_inputs=args.num_pseudo_inputs,
+        num_codes=args.num_codes,
+        ema=args.ema,
+    )
+    vae.compile(
+        optimizer=keras.optimizers.Adam(args.learning_rate),
+        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
+        steps_per_execution=args.steps_per_execution or training.DEFAULT_STEPS_PER_EXECUTION,
+    )
+    return vae, {"epoch": 0, "step_in_epoch": 0, "history": {}}
+
+
+def _train_with(args, strategy) -> int:
+    import keras
+    import tensorflow as tf
+
     from tfvae import callbacks as tfvae_callbacks
-    from tfvae import checkpoints, data, models, plots, schedules, training
+    from tfvae import checkpoints, data, plots, scaling, schedules, training
     from tfvae.files import atomic_output
 
+    # Only the chief (worker 0) writes the run folder; other workers read it to resume.
+    chief = scaling.is_chief(strategy)
+    if chief and not args.resume:
+        run_dir = _run_dir(args)
+    else:
+        run_dir = Path(args.output_dir) if args.output_dir else None
     if args.deterministic:
         training.make_deterministic(args.seed)
     binarize = None if args.binarize == "none" else args.binarize
@@ -388,43 +471,14 @@ def _train(args) -> int:
             f"--model conditional needs a labelled data set; {args.dataset!r} has no labels."
         )
 
-    checkpoint_dir = run_dir / "checkpoints"
+    checkpoint_dir = run_dir / "checkpoints" if run_dir else None
     resumed = checkpoints.latest_checkpoint(checkpoint_dir) if args.resume else None
     keras.utils.set_random_seed(args.seed)
-    if resumed:
-        vae = checkpoints.load_checkpoint(resumed[0])
-        state = resumed[1]
-        print(
-            f"resuming from {resumed[0]} (epoch {state['epoch'] + 1}, step {state['iterations']})"
-        )
-    else:
-        if args.resume:
-            print(f"no checkpoint in {checkpoint_dir}; starting {run_dir} from the beginning")
-        state = {"epoch": 0, "step_in_epoch": 0, "history": {}}
-        vae = models.build(
-            args.model,
-            data_shape,
-            args.network,
-            args.latent_dim,
-            args.likelihood,
-            beta=args.beta,
-            seed=args.seed,
-            k=args.k,
-            free_bits=args.free_bits,
-            num_classes=num_classes,
-            num_components=args.num_components,
-            num_pseudo_inputs=args.num_pseudo_inputs,
-            num_codes=args.num_codes,
-            ema=args.ema,
-        )
-        vae.compile(
-            optimizer=keras.optimizers.Adam(args.learning_rate),
-            jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
-            steps_per_execution=args.steps_per_execution or training.DEFAULT_STEPS_PER_EXECUTION,
-        )
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_dir = Path(args.log_dir) if args.log_dir else run_dir / "logs"
+    with strategy.scope():
+        vae, state = _model_and_state(args, resumed, data_shape, num_classes, checkpoint_dir)
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(args.log_dir) if args.log_dir else run_dir / "logs" if run_dir else None
     # The beta a KL schedule warms up to: the model's own, kept across resumes.
     kl_target = args.kl_target if resumed else float(keras.ops.convert_to_numpy(vae.beta))
     config = {key: value for key, value in vars(args).items() if key not in ("handler", "resume")}
@@ -435,9 +489,10 @@ def _train(args) -> int:
         jit_compile=bool(vae.jit_compile),
         steps_per_execution=vae.steps_per_execution,
         fused_steps=training.uses_fused_steps(vae),
+        replicas=strategy.num_replicas_in_sync,
         kl_target=kl_target,
     )
-    if not resumed:
+    if chief and not resumed:
         (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     display = data.load(
         args.dataset, args.validation_split, seed=args.seed + 1, cache=False, **options, **source
@@ -445,12 +500,13 @@ def _train(args) -> int:
     shown = next(display.take(1).as_numpy_iterator())
     x_shown = shown[0] if conditional else shown
     stop = tfvae_callbacks.StopOnSignal()
-    callbacks = [
-        stop,
-        keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
-        tfvae_callbacks.TensorBoardImages(log_dir, x_shown[:16]),
-        tfvae_callbacks.LatentDiagnostics(log_dir, x_shown[:500]),
-    ]
+    callbacks = [stop]
+    if chief:
+        callbacks += [
+            keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
+            tfvae_callbacks.TensorBoardImages(log_dir, x_shown[:16]),
+            tfvae_callbacks.LatentDiagnostics(log_dir, x_shown[:500]),
+        ]
     if args.kl_schedule != "none":
         steps = args.kl_schedule_steps
         schedule = {
@@ -460,30 +516,50 @@ def _train(args) -> int:
         }[args.kl_schedule]()
         callbacks.insert(0, schedules.KLScheduleCallback(schedule))
 
+    def checkpoint(epoch: int, step_in_epoch: int = 0) -> str:
+        if not chief:
+            return "(written by worker 0)"
+        path = checkpoints.write_checkpoint(
+            vae,
+            checkpoint_dir,
+            epoch=epoch,
+            step_in_epoch=step_in_epoch,
+            history=history,
+            keep=args.keep_checkpoints,
+        )
+        return str(path)
+
     history = {key: list(values) for key, values in state["history"].items()}
+    # What a collective op raises when another worker died or was stopped.
+    lost_worker = (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError)
     with stop:
         for epoch in range(state["epoch"], args.epochs):
             skip = state["step_in_epoch"] if epoch == state["epoch"] else 0
-            first_step = int(vae.optimizer.iterations)
+            first_step = training.steps_taken(vae)
             train = epoch_data(epoch, skip)
-            result = vae.fit(
-                train,
-                initial_epoch=epoch,
-                epochs=epoch + 1,
-                validation_data=validation,
-                callbacks=callbacks,
-                verbose=2,
-            )
-            done = skip + int(vae.optimizer.iterations) - first_step
-            if stop.received is not None and not _finished(train, skip, done):
-                path = checkpoints.write_checkpoint(
-                    vae,
-                    checkpoint_dir,
-                    epoch=epoch,
-                    step_in_epoch=done,
-                    history=history,
-                    keep=args.keep_checkpoints,
+            try:
+                result = vae.fit(
+                    train,
+                    initial_epoch=epoch,
+                    epochs=epoch + 1,
+                    validation_data=validation,
+                    callbacks=callbacks,
+                    verbose=2,
                 )
+            except lost_worker as error:
+                if args.strategy != "multi_worker":
+                    raise
+                reason = str(error).strip().splitlines()[0]
+                print(
+                    f"tfvae train: error: lost another worker in epoch {epoch + 1} ({reason}); "
+                    "the checkpoints are kept. Restart all workers with: tfvae train "
+                    f"--resume --output-dir {run_dir}",
+                    file=sys.stderr,
+                )
+                return EXIT_INTERRUPTED
+            done = skip + training.steps_taken(vae) - first_step
+            if stop.received is not None and not _finished(train, skip, done):
+                path = checkpoint(epoch, step_in_epoch=done)
                 print(
                     f"stopped by {stop.signal_name} in epoch {epoch + 1} after step {done}; "
                     f"checkpoint {path}. Resume with: tfvae train --resume --output-dir {run_dir}"
@@ -491,9 +567,7 @@ def _train(args) -> int:
                 return EXIT_INTERRUPTED
             for key, values in result.history.items():
                 history.setdefault(key, []).append(float(values[-1]))
-            path = checkpoints.write_checkpoint(
-                vae, checkpoint_dir, epoch=epoch + 1, history=history, keep=args.keep_checkpoints
-            )
+            path = checkpoint(epoch + 1)
             if stop.received is not None and epoch + 1 < args.epochs:
                 print(
                     f"stopped by {stop.signal_name} after epoch {epoch + 1}; checkpoint {path}. "
@@ -501,6 +575,9 @@ def _train(args) -> int:
                 )
                 return EXIT_INTERRUPTED
 
+    if not chief:
+        print("done; worker 0 writes the run folder")
+        return 0
     with atomic_output(run_dir / "model.keras", overwrite=True) as partial:
         vae.save(partial)
     (run_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")

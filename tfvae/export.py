@@ -55,7 +55,7 @@ def _check_trained(vae, allow_untrained: bool) -> None:
     if not vae.built:
         raise ValueError("The VAE is not built; build or train it before exporting.")
     optimizer = getattr(vae, "optimizer", None)
-    steps = int(optimizer.iterations) if optimizer is not None else 0
+    steps = int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else 0
     if steps == 0 and not allow_untrained:
         raise ValueError(
             "The VAE has not been trained (0 optimizer steps), so an export would hold random "

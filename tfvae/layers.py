@@ -59,8 +59,14 @@ class DistributionLayer(keras.layers.Layer):
 
     Subclasses implement `make_distribution(params)` and `sample_shape(input_shape)`.
     The base class gives them `compute_output_spec`, so they can end a functional
-    model, and keeps their math in float32 whatever the compute dtype of the model.
+    model, and keeps their math in float32 whatever the compute dtype of the model:
+    under a mixed-precision policy the layer still computes (and reads its weights)
+    in float32, and its distribution's samples, log-probs and KLs are float32.
     """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
 
     def call(self, params):
         return self.make_distribution(tf.cast(params, tf.float32))

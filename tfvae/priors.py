@@ -47,6 +47,7 @@ class Prior(keras.layers.Layer):
     """
 
     def __init__(self, latent_dim: int, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # p(z) stays float32 under mixed precision
         super().__init__(**kwargs)
         if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
             raise ValueError(

@@ -25,6 +25,8 @@ import math
 
 import keras
 
+from tfvae import training
+
 __all__ = ["KLSchedule", "LinearWarmup", "Cyclical", "Sigmoid", "KLScheduleCallback", "SCHEDULES"]
 
 
@@ -200,7 +202,7 @@ class KLScheduleCallback(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.unit == "step":
-            self._apply(int(self.model.optimizer.iterations))
+            self._apply(training.steps_taken(self.model))
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.unit == "epoch":

@@ -33,8 +33,12 @@ __all__ = [
     "auto_jit_compile",
     "uses_fused_steps",
     "fused_train_function",
+    "distributed_function",
+    "uses_distributed_steps",
+    "global_batch_mean",
     "in_memory_dataset",
     "make_deterministic",
+    "steps_taken",
 ]
 
 #: `"auto"`: see `auto_jit_compile` (Keras' own "auto" turns XLA off on every CPU).
@@ -69,9 +73,17 @@ def auto_jit_compile(model: keras.Model) -> bool:
 
     if is_op_determinism_enabled():
         return False  # Keras refuses XLA under op determinism
+    if _distributed(model):
+        return False  # Keras' loop cannot run a strategy's steps inside XLA (see module doc)
     if tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"):
         return True
     return not any(isinstance(layer, _CONVOLUTIONS) for layer in model._flatten_layers())
+
+
+def steps_taken(model) -> int:
+    """The optimizer's step count as a Python int (also a mirrored variable's, which
+    `int()` refuses under `tf.distribute`)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
 def make_deterministic(seed: int) -> None:
@@ -100,9 +112,19 @@ def uses_fused_steps(model) -> bool:
         and not model.run_eagerly
         and isinstance(model.steps_per_execution, int)
         and model.steps_per_execution > 1
-        and getattr(model, "_distribute_strategy", None) is None
-        and not tf.distribute.has_strategy()
+        and not _distributed(model)
     )
+
+
+def uses_distributed_steps(model) -> bool:
+    """Whether `fit` and `evaluate` run `distributed_function`: under a
+    `tf.distribute` strategy, in graph mode."""
+    return _distributed(model) and not model.run_eagerly
+
+
+def _distributed(model) -> bool:
+    """Whether the model was made under a `tf.distribute` strategy scope (or is used in one)."""
+    return getattr(model, "_distribute_strategy", None) is not None or tf.distribute.has_strategy()
 
 
 def in_memory_dataset(x, y=None, batch_size=None, shuffle=True) -> tf.data.Dataset:
@@ -208,3 +230,86 @@ def fused_train_function(model) -> Callable:
         return logs
 
     return train_function
+
+
+def global_batch_mean(per_example: tf.Tensor) -> tf.Tensor:
+    """This replica's share of the mean of `per_example` over the global batch.
+
+    Under `tf.distribute` the optimizer sums the replicas' gradients, so each replica
+    contributes `sum(its examples) / (examples on all replicas)`: the sum is the mean
+    over the global batch, exact also when the last batch splits unevenly (or leaves
+    a replica empty). With one replica it is `tf.reduce_mean`.
+
+    Args:
+        per_example: a `(batch,)` tensor, such as the per-example loss.
+
+    Returns:
+        A scalar tensor.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return tf.reduce_mean(per_example)
+    count = tf.cast(tf.size(per_example), per_example.dtype)
+    global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return tf.reduce_sum(per_example) / global_count
+
+
+def replica_seed(seed: tf.Tensor) -> tf.Tensor:
+    """`seed` folded with the replica's id under `tf.distribute` (unchanged on one
+    replica), so replicas draw independent noise for their shares of the batch."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return seed
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    return tf.cast(tf.random.experimental.stateless_fold_in(seed, replica), seed.dtype)
+
+
+def distributed_function(model, step: Callable) -> Callable:
+    """Returns a train or test function for `model.fit`/`evaluate` under `tf.distribute`.
+
+    Keras 3.15's own functions fail under `tf.distribute` in two ways, so tfvae
+    uses this one there:
+
+    - under `MirroredStrategy` with `steps_per_execution > 1`, the optimizer's
+      cross-replica `merge_call` sits inside the step loop's `tf.cond` ("You must
+      feed a value for placeholder tensor", keras-team/keras#19246);
+    - under `MultiWorkerMirroredStrategy`, the per-replica metric results are
+      reduced with `strategy.reduce("MEAN", v, axis=0)`, which fails on scalars
+      ("Invalid reduction dimension 0 for input with 0 dimensions").
+
+    This function runs an execution's steps from Python, one `strategy.run` of the
+    unchanged `step` each, so callbacks still see one batch end per
+    `steps_per_execution` steps, and averages the replicas' logs over all of them
+    (epoch logs come from the metrics, which sum over replicas exactly).
+
+    Args:
+        model: a compiled `tfvae.VAE` made under the strategy's scope.
+        step: `model.train_step` or `model.test_step`.
+
+    Returns:
+        A function of a distributed iterator with the contract of Keras'
+        `train_function`: it runs up to `model.steps_per_execution` steps, returns
+        the logs of the last, and raises `StopIteration` when the iterator is empty.
+    """
+    strategy = model.distribute_strategy
+
+    @tf.function(reduce_retracing=True)
+    def one_step(data):
+        logs = strategy.run(step, args=(data,))
+        return tf.nest.map_structure(
+            lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None), logs
+        )
+
+    def function(iterator):
+        logs = None
+        for _ in range(model.steps_per_execution):
+            try:
+                data = next(iterator)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                break
+            logs = one_step(data)
+        if logs is None:
+            raise StopIteration
+        return logs
+
+    return function

@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import losses, training
+from tfvae import losses
+from tfvae import training as training_path
 from tfvae.callbacks import StopOnNonFinite
 from tfvae.layers import DistributionLayer, MultivariateNormalDiag
 from tfvae.priors import Prior, StandardNormal
@@ -281,7 +282,8 @@ class VAE(keras.Model):
     def _posterior_seed(self, training: bool = True) -> tf.Tensor:
         """A seed for sampling z: training draws from the checkpointed `_noise`;
         evaluation from its own generator, so validating never shifts training's noise."""
-        return tf.cast((self._noise if training else self._evaluation_noise).next(), tf.int32)
+        seed = tf.cast((self._noise if training else self._evaluation_noise).next(), tf.int32)
+        return training_path.replica_seed(seed)
 
     def elbo_parts(self, x, y=None, training: bool = False) -> ElboParts:
         """Encodes x, draws one z ~ q(z|x), decodes it, and returns the ELBO's parts.
@@ -343,9 +345,14 @@ class VAE(keras.Model):
         x, y = self._unpack(data)
         with tf.GradientTape() as tape:
             terms = self.loss_terms(x, y, training=True)
-            loss = tf.reduce_mean(terms["loss"])
+            # The mean over the global batch (this replica's share of it).
+            loss = training_path.global_batch_mean(terms["loss"])
             if self.losses:
-                loss += tf.add_n(self.losses)
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync
+                loss += tf.add_n(self.losses) / replicas
+            # Multiplied by the loss scale under mixed_float16 (the optimizer is then a
+            # LossScaleOptimizer, which unscales the gradients); unchanged otherwise.
+            loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return self._record(terms)
@@ -363,8 +370,8 @@ class VAE(keras.Model):
         self,
         optimizer="adam",
         loss=None,
-        jit_compile=training.DEFAULT_JIT_COMPILE,
-        steps_per_execution=training.DEFAULT_STEPS_PER_EXECUTION,
+        jit_compile=training_path.DEFAULT_JIT_COMPILE,
+        steps_per_execution=training_path.DEFAULT_STEPS_PER_EXECUTION,
         **kwargs,
     ):
         """Configures training; the loss is the model's own, so `loss` must stay None.
@@ -392,7 +399,7 @@ class VAE(keras.Model):
                 f"`loss` to compile(). Received: loss={loss!r}"
             )
         if jit_compile == "auto" and not kwargs.get("run_eagerly"):
-            jit_compile = training.auto_jit_compile(self)
+            jit_compile = training_path.auto_jit_compile(self)
         super().compile(
             optimizer=optimizer,
             jit_compile=jit_compile,
@@ -404,19 +411,34 @@ class VAE(keras.Model):
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Skipped once built: a VAE has its weights from construction and its optimizer's
+        from `compile`. (Under `tf.distribute`, Keras 3.15 builds from the replicas'
+        first batches averaged together, which fails when a batch splits unevenly,
+        e.g. 899 + 898 examples on two replicas.)"""
+        if self.built and getattr(self.optimizer, "built", False):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def make_train_function(self, force=False):
         """Keras' train function, or the fused multi-step XLA one where it applies."""
         if self.train_function is not None and not force:
             return self.train_function
-        if not training.uses_fused_steps(self):
+        if training_path.uses_fused_steps(self):
+            self.train_function = training_path.fused_train_function(self)
+        elif training_path.uses_distributed_steps(self):
+            self.train_function = training_path.distributed_function(self, self.train_step)
+        else:
             return super().make_train_function(force)
-        self.train_function = training.fused_train_function(self)
         return self.train_function
 
     def make_test_function(self, force=False):
         """Keras' test function, without XLA: compiling it (per batch shape) costs more
         than it saves on the few evaluation steps of an epoch (`tfvae.training`)."""
         if self.test_function is not None and not force:
+            return self.test_function
+        if training_path.uses_distributed_steps(self):
+            self.test_function = training_path.distributed_function(self, self.test_step)
             return self.test_function
         jit_compile, self._jit_compile = self._jit_compile, False
         try:
@@ -445,14 +467,14 @@ class VAE(keras.Model):
         return y
 
     def _feeds_in_memory(self, x, args, kwargs) -> bool:
-        """Whether fit feeds arrays through `training.in_memory_dataset` (the fused path)."""
+        """Whether fit feeds arrays through `tfvae.training.in_memory_dataset` (fused path)."""
         keras_only = ("validation_split", "sample_weight", "class_weight", "steps_per_epoch")
         return (
             not args
             and isinstance(x, (np.ndarray, tf.Tensor))
             and isinstance(kwargs.get("shuffle", True), bool)
             and not any(kwargs.get(name) for name in keras_only)
-            and training.uses_fused_steps(self)
+            and training_path.uses_fused_steps(self)
         )
 
     def fit(self, x=None, y=None, *args, **kwargs):
@@ -470,7 +492,7 @@ class VAE(keras.Model):
         x = self._checked_data(x, "x")
         y = self._checked_labels(x, y)
         if self._feeds_in_memory(x, args, kwargs):
-            x = training.in_memory_dataset(
+            x = training_path.in_memory_dataset(
                 x, y, kwargs.pop("batch_size", None), kwargs.pop("shuffle", True)
             )
             y = None

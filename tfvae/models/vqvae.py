@@ -56,6 +56,7 @@ class VectorQuantizer(keras.layers.Layer):
         epsilon: float = 1e-5,
         **kwargs,
     ):
+        kwargs.setdefault("dtype", "float32")  # distances and losses stay float32
         super().__init__(**kwargs)
         if isinstance(num_codes, bool) or not isinstance(num_codes, int) or num_codes < 2:
             raise ValueError(
@@ -106,8 +107,13 @@ class VectorQuantizer(keras.layers.Layer):
 
     def _update_ema(self, flat, one_hot):
         counts = tf.reduce_sum(one_hot, axis=0)
-        self.cluster_size.assign(self.decay * self.cluster_size + (1 - self.decay) * counts)
         sums = tf.matmul(one_hot, flat, transpose_a=True)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            # Statistics of the global batch: every replica then makes the same update,
+            # and the mirrored copies of the codebook stay identical.
+            counts, sums = context.all_reduce(tf.distribute.ReduceOp.SUM, [counts, sums])
+        self.cluster_size.assign(self.decay * self.cluster_size + (1 - self.decay) * counts)
         self.code_sum.assign(self.decay * self.code_sum + (1 - self.decay) * sums)
         total = tf.reduce_sum(self.cluster_size)
         smoothed = (self.cluster_size + self.epsilon) / (total + self.num_codes * self.epsilon)
