@@ -38,7 +38,16 @@ def _build(name, seed=1, **options):
 
 
 def _train(
-    x, name, weights, epochs, learning_rate, strategy=None, seed=1, batch_size=BATCH, **options
+    x,
+    name,
+    weights,
+    epochs,
+    learning_rate,
+    strategy=None,
+    seed=1,
+    batch_size=BATCH,
+    optimizer="Adam",
+    **options,
 ):
     """Trains `name` from `weights`; returns (history, final weights, model)."""
     import keras
@@ -47,7 +56,8 @@ def _train(
     with scope:
         model = _build(name, seed=seed, **options)
         model.set_weights(weights)
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        config = {"class_name": optimizer, "config": {"learning_rate": learning_rate}}
+        model.compile(optimizer=keras.optimizers.get(config))
     history = model.fit(x, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0)
     return history.history, model.get_weights(), model
 
@@ -67,19 +77,28 @@ def mirrored(out: str) -> None:
     x = _digits()
     results: dict = {"replicas": strategy.num_replicas_in_sync}
 
-    # 1. VQ-VAE: no sampling in its objective, so the two runs must agree to rounding.
+    # 1. VQ-VAE: no sampling in its objective, so two replicas must reproduce one
+    # device to rounding. One plain SGD step (learning rate 1) on 61 examples, split
+    # 31 + 30, is the gradient itself: summed over replicas, it must be the mean over
+    # the global batch, not twice it.
     keras.utils.set_random_seed(0)
-    start = _build("vqvae", ema=True, num_codes=16).get_weights()
-    one, one_w, _ = _train(x, "vqvae", start, 2, 1e-3, ema=True, num_codes=16)
-    two, two_w, model = _train(x, "vqvae", start, 2, 1e-3, strategy, ema=True, num_codes=16)
-    fast, fast_w, _ = _train(x, "vqvae", start, 2, 2e-3, ema=True, num_codes=16)
+    vq = dict(ema=True, num_codes=16)
+    start = _build("vqvae", **vq).get_weights()
+    step = dict(batch_size=61, optimizer="SGD", **vq)
+    _, one_w, _ = _train(x[:61], "vqvae", start, 1, 1.0, **step)
+    _, two_w, _ = _train(x[:61], "vqvae", start, 1, 1.0, strategy, **step)
+    one_step = [after - before for after, before in zip(one_w, start, strict=True)]
+    two_step = [after - before for after, before in zip(two_w, start, strict=True)]
+    # Then two epochs with Adam and the EMA codebook (29 steps each, the last 3 + 2).
+    one, one_w, _ = _train(x, "vqvae", start, 2, 1e-3, **vq)
+    two, two_w, model = _train(x, "vqvae", start, 2, 1e-3, strategy, **vq)
     codebook = model.quantizer.codebook.value
     results["vqvae"] = {
+        "one_step": _max_difference(one_step, [0 * d for d in one_step]),
+        "one_step_difference": _max_difference(one_step, two_step),
         "one_device": one["loss"],
         "mirrored": two["loss"],
-        "double_learning_rate": fast["loss"],
         "weights_mirrored": _max_difference(one_w, two_w),
-        "weights_double_learning_rate": _max_difference(one_w, fast_w),
         "codebook_copies": _max_difference(*[[np.asarray(v)] for v in codebook.values]),
         "steps": training.steps_taken(model),
     }

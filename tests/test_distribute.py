@@ -46,25 +46,27 @@ def test_mirrored_strategy_runs_on_two_replicas(mirrored):
 
 def test_mirrored_vqvae_matches_one_device_to_rounding(mirrored):
     # VQ-VAE's objective draws no noise, so two replicas must reproduce one device:
-    # the mean over the global batch (the last one split 3 + 2), the summed
-    # gradients, the metrics summed over replicas, and the EMA codebook updated from
-    # the global batch's statistics.
+    # the mean over the global batch (also split unevenly), the summed gradients,
+    # the metrics summed over replicas, and the EMA codebook updated from the global
+    # batch's statistics.
     vq = mirrored["vqvae"]
+    # One SGD step is the gradient: equal to rounding, where a loss summed instead of
+    # averaged over the two replicas would make it twice as large.
+    assert vq["one_step_difference"] < 1e-5 * vq["one_step"]
+    assert vq["one_step"] > 0.01
+    # 58 Adam steps (2 epochs, each ending with a batch of 5 split 3 + 2).
     assert vq["steps"] == 2 * 29
     np.testing.assert_allclose(vq["mirrored"], vq["one_device"], rtol=1e-5)
     assert vq["weights_mirrored"] < 1e-3
     assert vq["codebook_copies"] == 0.0  # the two replicas' copies stay identical
-    # The tolerance is far tighter than a real difference: twice the learning rate.
-    assert abs(vq["double_learning_rate"][-1] - vq["one_device"][-1]) > 1.0
-    assert vq["weights_double_learning_rate"] > 1.0
 
 
 def test_mirrored_vae_loss_after_40_steps_matches_one_device(mirrored):
-    # Stated tolerance: 2% of the test loss after 40 full-batch steps. Each replica
-    # draws its own posterior noise, so the runs differ by sampling noise only
-    # (0.8% here; one device with other seeds: 0.4-1.1%). Doubling the learning
-    # rate, what a loss summed instead of averaged over replicas does under SGD,
-    # moves it by 4%.
+    # Stated tolerance: 2% of the test loss after 40 full-batch Adam steps. Each
+    # replica draws its own posterior noise, so the runs differ by sampling noise
+    # only (0.8% here; one device with other seeds: 0.4-1.1%). Doubling Adam's
+    # learning rate moves it by 4%. (The exact check of the averaging is the
+    # VQ-VAE's, under SGD.)
     vae = mirrored["vae"]
     assert vae["steps"] == 40
     one, two = vae["one_device"], vae["mirrored"]
