@@ -18,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from conftest import make_vae
 
-from tfvae import cli
+import tfvae
+from tfvae import cli, training
 
 SCRIPT = Path(__file__).with_name("distributed_script.py")
 #: Seconds a multi-worker run may take before its processes are killed.
@@ -151,10 +154,15 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
     assert reports[0]["history"]["loss"][1] < reports[0]["history"]["loss"][0]
 
 
-def test_cli_trains_with_multi_worker_strategy(tmp_path):
+def test_cli_trains_real_mnist_with_multi_worker_strategy(tmp_path, mnist_source):
+    # TFDS's MNIST split is one file: TensorFlow's default sharding by file fails
+    # with two workers; tfvae shards it by batch (training.sharded_by_batch).
+    tfvae.data.load_arrays("mnist", "test[:1]", **mnist_source)  # prepared once, not twice
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "tfvae", "train", "--dataset", "digits", "--epochs", "1"]
-    command += ["--batch-size", "64", "--strategy", "multi_worker", "--output-dir", str(run)]
+    command = [sys.executable, "-m", "tfvae", "train", "--dataset", "mnist", "--epochs", "1"]
+    command += ["--split", "train[:2000]", "--validation-split", "test[:500]", "--offline"]
+    command += ["--manual-dir", mnist_source["manual_dir"], "--data-dir", mnist_source["data_dir"]]
+    command += ["--batch-size", "128", "--strategy", "multi_worker", "--output-dir", str(run)]
     done = _run_workers([command, command], cwd=tmp_path)
     for result in done:
         assert result.returncode == 0, result.stdout[-3000:]
@@ -162,7 +170,7 @@ def test_cli_trains_with_multi_worker_strategy(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["strategy"] == "multi_worker" and config["replicas"] == 2
     assert (run / "model.keras").is_file()
-    assert len(list((run / "checkpoints").iterdir())) == 1
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["ckpt-000000016"]
     assert "wrote" not in done[1].stdout
 
 
@@ -202,3 +210,15 @@ def test_cli_resumes_a_mirrored_run_to_the_same_weights(tmp_path, digits):
     b = keras.saving.load_model(cut / "model.keras")
     for u, v in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(u, v)
+
+
+def test_xla_is_off_under_a_strategy_and_an_explicit_request_warns():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        automatic, explicit = make_vae(), make_vae()
+        automatic.compile()
+        with pytest.warns(UserWarning, match="ignored under tf.distribute"):
+            explicit.compile(jit_compile=True)
+    for vae in (automatic, explicit):
+        assert vae.jit_compile is False
+        assert training.uses_distributed_steps(vae) and not training.uses_fused_steps(vae)

@@ -18,6 +18,10 @@ networks have no convolutions.
 The train step is still written once (`VAE.train_step`); it is traced once per fused
 program, and the program takes any number of steps and any batch size, so the
 short last execution of an epoch and a smaller last batch do not retrace it.
+
+Under a `tf.distribute` strategy (`tfvae.scaling`) the same `train_step` runs
+through `distributed_function`, without XLA; `global_batch_mean` and
+`replica_seed` are what make its loss and its noise right over replicas.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ __all__ = [
     "fused_train_function",
     "distributed_function",
     "uses_distributed_steps",
+    "is_distributed",
     "global_batch_mean",
+    "sharded_by_batch",
     "in_memory_dataset",
     "make_deterministic",
     "steps_taken",
@@ -67,14 +73,15 @@ def auto_jit_compile(model: keras.Model) -> bool:
         model: the model to train.
 
     Returns:
-        True with a GPU or TPU, or on a CPU when no layer is a convolution.
+        False under op determinism or a `tf.distribute` strategy; otherwise True
+        with a GPU or TPU, or on a CPU when no layer is a convolution.
     """
     from tensorflow.python.framework.config import is_op_determinism_enabled
 
     if is_op_determinism_enabled():
         return False  # Keras refuses XLA under op determinism
-    if _distributed(model):
-        return False  # Keras' loop cannot run a strategy's steps inside XLA (see module doc)
+    if is_distributed(model):
+        return False  # as Keras' "auto": no XLA under tf.distribute (distributed_function)
     if tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"):
         return True
     return not any(isinstance(layer, _CONVOLUTIONS) for layer in model._flatten_layers())
@@ -112,17 +119,17 @@ def uses_fused_steps(model) -> bool:
         and not model.run_eagerly
         and isinstance(model.steps_per_execution, int)
         and model.steps_per_execution > 1
-        and not _distributed(model)
+        and not is_distributed(model)
     )
 
 
 def uses_distributed_steps(model) -> bool:
     """Whether `fit` and `evaluate` run `distributed_function`: under a
     `tf.distribute` strategy, in graph mode."""
-    return _distributed(model) and not model.run_eagerly
+    return is_distributed(model) and not model.run_eagerly
 
 
-def _distributed(model) -> bool:
+def is_distributed(model) -> bool:
     """Whether the model was made under a `tf.distribute` strategy scope (or is used in one)."""
     return getattr(model, "_distribute_strategy", None) is not None or tf.distribute.has_strategy()
 
@@ -252,6 +259,29 @@ def global_batch_mean(per_example: tf.Tensor) -> tf.Tensor:
     count = tf.cast(tf.size(per_example), per_example.dtype)
     global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
     return tf.reduce_sum(per_example) / global_count
+
+
+def sharded_by_batch(dataset, model):
+    """`dataset` set to be sharded by batch (`AutoShardPolicy.DATA`) under a
+    multi-worker strategy, unless it already has a policy of its own.
+
+    TensorFlow's default (`AUTO`) shards by file, and fails at the first batch when
+    a split has fewer files than there are workers ("Could not apply FILE based
+    sharding: the dataset only has 1 file(s)"), as TFDS's MNIST has. By batch, every
+    worker reads the whole split, in the same seeded order, and keeps its share of
+    each global batch. Set `options.experimental_distribute.auto_shard_policy` on
+    the dataset yourself (`FILE`) for data sets of many files.
+    """
+    if not isinstance(dataset, tf.data.Dataset) or not isinstance(
+        model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ):
+        return dataset
+    policy = tf.data.experimental.AutoShardPolicy
+    if dataset.options().experimental_distribute.auto_shard_policy != policy.AUTO:
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = policy.DATA
+    return dataset.with_options(options)
 
 
 def replica_seed(seed: tf.Tensor) -> tf.Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import NamedTuple
 
 import keras
@@ -400,6 +401,14 @@ class VAE(keras.Model):
             )
         if jit_compile == "auto" and not kwargs.get("run_eagerly"):
             jit_compile = training_path.auto_jit_compile(self)
+        elif jit_compile is True and training_path.is_distributed(self):
+            warnings.warn(
+                "jit_compile=True is ignored under tf.distribute: Keras 3.15 cannot run a "
+                "strategy's step inside XLA (see tfvae.training.distributed_function); "
+                "training runs without XLA.",
+                stacklevel=2,
+            )
+            jit_compile = False
         super().compile(
             optimizer=optimizer,
             jit_compile=jit_compile,
@@ -455,7 +464,8 @@ class VAE(keras.Model):
             return None
         support = self.likelihood.support
         if isinstance(data, tf.data.Dataset):
-            return check_dataset(data, self.data_shape, support, name)
+            checked = check_dataset(data, self.data_shape, support, name)
+            return training_path.sharded_by_batch(checked, self)
         if isinstance(data, keras.utils.PyDataset) or callable(getattr(data, "__next__", None)):
             return data
         if isinstance(data, tuple):
