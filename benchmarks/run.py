@@ -116,7 +116,8 @@ def _peak_rss_mb() -> float:
 def _serve(kind, data_file, batch_size, network, options, n_train, connection):
     """Worker process: builds the model, then runs commands until told to stop."""
     data = np.load(data_file)
-    worker = WORKERS[kind](data["x_train"][:n_train], data["x_test"], batch_size, network, options)
+    factory = WORKERS[kind] if isinstance(kind, str) else kind  # a class, from other scripts
+    worker = factory(data["x_train"][:n_train], data["x_test"], batch_size, network, options)
     connection.send(worker.version)
     while True:
         command = connection.recv()

@@ -1,5 +1,8 @@
-"""The `tfvae` command, run as a user runs it: in a subprocess."""
+"""The `tfvae` command, run as a user runs it: in a subprocess (`run`), and, where a
+test runs many commands, in this process (`run_here`, the same `cli.main`)."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -12,7 +15,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import tfvae
-from tfvae import data
+from tfvae import cli, data
 
 SCALARS = {"epoch_loss", "epoch_distortion", "epoch_rate", "epoch_elbo"}
 
@@ -28,6 +31,17 @@ def run(*args, cwd=None, env=None):
         env=full_env,
         timeout=600,
     )
+
+
+def run_here(*args):
+    """`cli.main(args)` in this process, with its exit status and output like `run`'s."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = cli.main(list(args))
+        except SystemExit as exit:  # argparse's usage errors
+            status = exit.code
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 def scalar_tags(folder):
@@ -90,7 +104,9 @@ def test_train_on_the_embedded_default_writes_a_complete_run(tmp_path):
     ],
 )
 def test_bad_flags_give_one_clear_line_and_a_nonzero_exit(args, message):
-    result = run("train", *args)
+    # The first case as a real process (its exit status); the others in-process.
+    command = run if args == ["--dataset", "no_such_set"] else run_here
+    result = command("train", *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -107,7 +123,7 @@ def test_offline_with_no_data_says_what_to_do(tmp_path):
 
 def test_an_existing_run_is_never_overwritten(tmp_path):
     (tmp_path / "model.keras").write_text("precious")
-    result = run("train", "--output-dir", str(tmp_path))
+    result = run_here("train", "--output-dir", str(tmp_path))
     assert result.returncode == 2
     assert "already exists and is not empty" in result.stderr
     assert (tmp_path / "model.keras").read_text() == "precious"
@@ -144,12 +160,13 @@ def trained_run(tmp_path_factory):
 
 
 def test_export_and_sample_round_trip_through_all_three_formats(trained_run, tmp_path):
-    for args in (
-        ["--format", "saved_model"],
-        ["--format", "tflite"],
-        ["--format", "tflite", "--quantize", "float16"],
+    # The .tflite export and its sampling run as a subprocess; the rest in-process.
+    for command, args in (
+        (run_here, ["--format", "saved_model"]),
+        (run, ["--format", "tflite"]),
+        (run_here, ["--format", "tflite", "--quantize", "float16"]),
     ):
-        result = run("export", str(trained_run), *args)
+        result = command("export", str(trained_run), *args)
         assert result.returncode == 0, result.stderr
     assert (trained_run / "saved_model" / "saved_model.pb").is_file()
     assert (trained_run / "model.tflite").stat().st_size > 10_000
@@ -159,7 +176,8 @@ def test_export_and_sample_round_trip_through_all_three_formats(trained_run, tmp
 
     for source in ("model.keras", "saved_model", "model.tflite", "model.float16.tflite"):
         out = tmp_path / f"{source}.png"
-        result = run("sample", str(trained_run / source), "-n", "16", "--out", str(out))
+        command = run if source == "model.tflite" else run_here
+        result = command("sample", str(trained_run / source), "-n", "16", "--out", str(out))
         assert result.returncode == 0, result.stderr
         image = matplotlib.image.imread(out)
         assert image.shape[0] >= 4 * 8 and image.std() > 0.05
@@ -231,12 +249,12 @@ def test_bad_export_and_sample_input_gives_one_clear_line(
     (tmp_path / "noise.tflite").write_bytes(np.random.default_rng(0).bytes(2048))
     tflite = trained_run / "model.tflite"
     if not tflite.exists():
-        assert run("export", str(trained_run), "--format", "tflite").returncode == 0
+        assert run_here("export", str(trained_run), "--format", "tflite").returncode == 0
     content = tflite.read_bytes()
     (tmp_path / "cut.tflite").write_bytes(content[: len(content) // 2])
     (tmp_path / "saved_model").mkdir()
     (tmp_path / "saved_model" / "saved_model.pb").write_bytes(b"\x08garbage")
-    result = run(*make_args(trained_run, tmp_path))
+    result = run_here(*make_args(trained_run, tmp_path))  # subprocess exits: test_bad_flags
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -246,10 +264,10 @@ def test_bad_export_and_sample_input_gives_one_clear_line(
 def test_export_never_replaces_an_existing_file_without_overwrite(trained_run):
     target = trained_run / "kept.tflite"
     target.write_bytes(b"precious")
-    result = run("export", str(trained_run), "--format", "tflite", "--out", str(target))
+    result = run_here("export", str(trained_run), "--format", "tflite", "--out", str(target))
     assert result.returncode == 2 and "already exists" in result.stderr
     assert target.read_bytes() == b"precious"
-    result = run(
+    result = run_here(
         "export", str(trained_run), "--format", "tflite", "--out", str(target), "--overwrite"
     )
     assert result.returncode == 0 and target.read_bytes()[4:8] == b"TFL3"

@@ -22,7 +22,8 @@ from the newest intact one.
 Exit status: 0 success; 2 bad flags or bad data (one line on stderr,
 `tfvae <command>: error: ...`); 3 a loss term went NaN or infinite (the message
 names it, the epoch and the steps; checkpoints are kept); 75 stopped by SIGTERM or
-SIGINT after writing a checkpoint (resume with `--resume`).
+SIGINT after writing a checkpoint, or, under `--strategy multi_worker`, another worker
+was lost (resume with `--resume`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ __all__ = ["main"]
 USAGE_ERROR = 2
 #: Exit status when a loss term went NaN or infinite (the checkpoints are kept).
 NON_FINITE_LOSS = 3
-#: Exit status after SIGTERM/SIGINT: a checkpoint was written; `--resume` continues.
+#: Exit status after SIGTERM/SIGINT (a checkpoint was written) or a lost worker;
+#: `--resume` continues.
 EXIT_INTERRUPTED = 75
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "uses_distributed_steps",
     "is_distributed",
     "global_batch_mean",
+    "replica_seed",
     "sharded_by_batch",
     "in_memory_dataset",
     "make_deterministic",
