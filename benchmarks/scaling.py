@@ -13,7 +13,7 @@ two or more.
 
 Usage (after `pip install ".[test]"`):
 
-    python benchmarks/scaling.py              # about 3 minutes on 2 CPU cores
+    python benchmarks/scaling.py              # about 2.5 minutes on 2 CPU cores
     python benchmarks/scaling.py --quick      # a smoke run
 
 It writes `benchmarks/results/scaling.md` and puts the table into
@@ -146,7 +146,7 @@ def table(data_file, n_train, batch_size, repeats, gpus) -> list[str]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--examples", type=int, default=30_000, help="training images")
     parser.add_argument("--quick", action="store_true", help="small data, 1 repeat")
