@@ -8,12 +8,14 @@ TensorFlow starts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,8 +107,10 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _run_workers(commands: list[list[str]], cwd=None) -> list[subprocess.CompletedProcess]:
-    """Runs one process per worker with its TF_CONFIG; kills all of them on a timeout."""
+@contextlib.contextmanager
+def _workers(commands: list[list[str]], cwd=None):
+    """Starts one process per worker, each with its TF_CONFIG on free local ports;
+    kills whatever still runs on the way out (a failure or a timeout)."""
     ports = _free_ports(len(commands))
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
@@ -125,16 +129,26 @@ def _run_workers(commands: list[list[str]], cwd=None) -> list[subprocess.Complet
                     start_new_session=True,
                 )
             )
-        results = []
-        for process in processes:
-            out, _ = process.communicate(timeout=WORKER_TIMEOUT)
-            results.append(subprocess.CompletedProcess(process.args, process.returncode, out))
-        return results
+        yield processes
     finally:
         for process in processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def _finish(processes) -> list[subprocess.CompletedProcess]:
+    results = []
+    for process in processes:
+        out, _ = process.communicate(timeout=WORKER_TIMEOUT)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, out))
+    return results
+
+
+def _run_workers(commands: list[list[str]], cwd=None) -> list[subprocess.CompletedProcess]:
+    """Runs one process per worker to the end (at most WORKER_TIMEOUT seconds)."""
+    with _workers(commands, cwd) as processes:
+        return _finish(processes)
 
 
 def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
@@ -222,3 +236,33 @@ def test_xla_is_off_under_a_strategy_and_an_explicit_request_warns():
     for vae in (automatic, explicit):
         assert vae.jit_compile is False
         assert training.uses_distributed_steps(vae) and not training.uses_fused_steps(vae)
+
+
+def test_sigterm_to_one_worker_stops_all_at_one_step_and_all_resume(tmp_path):
+    # SIGTERM reaches worker 1 only (not the one that writes checkpoints). The workers
+    # agree at every batch end, so both stop after the same step: worker 0 writes a
+    # mid-run checkpoint, both exit 75, and --resume on both finishes the run.
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "tfvae", "train", "--dataset", "digits", "--epochs", "3"]
+    command += ["--batch-size", "64", "--steps-per-execution", "2", "--latent-dim", "4"]
+    command += ["--strategy", "multi_worker", "--output-dir", str(run)]
+    with _workers([command, command], cwd=tmp_path) as processes:
+        deadline = time.monotonic() + WORKER_TIMEOUT
+        while not (run / "checkpoints").is_dir() or not any((run / "checkpoints").iterdir()):
+            assert time.monotonic() < deadline and processes[0].poll() is None
+            time.sleep(0.1)
+        processes[1].send_signal(signal.SIGTERM)
+        stopped = _finish(processes)
+    assert [r.returncode for r in stopped] == [75, 75], [r.stdout[-1500:] for r in stopped]
+    assert "stopped by SIGTERM to another worker" in stopped[0].stdout
+    assert "stopped by SIGTERM in epoch" in stopped[1].stdout
+    newest = sorted((run / "checkpoints").iterdir())[-1]
+    state = json.loads((newest / "state.json").read_text())
+    assert 23 <= state["iterations"] < 3 * 23  # past epoch 1, before the end
+
+    resume = [sys.executable, "-m", "tfvae", "train", "--resume", "--output-dir", str(run)]
+    resumed = _run_workers([resume, resume], cwd=tmp_path)
+    assert [r.returncode for r in resumed] == [0, 0], resumed[0].stdout[-2000:]
+    assert f"resuming from {newest}" in resumed[1].stdout  # worker 1 read worker 0's
+    assert sorted((run / "checkpoints").iterdir())[-1].name == "ckpt-000000069"
+    assert len(json.loads((run / "history.json").read_text())["loss"]) == 3

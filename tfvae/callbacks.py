@@ -257,6 +257,10 @@ class StopOnSignal(keras.callbacks.Callback):
     `model.stop_training`, so the running step (execution) finishes, and the
     caller writes a checkpoint. `tfvae train` then exits with status 75.
 
+    Under `MultiWorkerMirroredStrategy` the workers agree at every batch end (a sum
+    over workers), so a signal to any one of them stops all of them after the same
+    step; `received` is then set on all of them, and `signal_name` says whose.
+
     Example:
 
     >>> stop = StopOnSignal()
@@ -270,11 +274,15 @@ class StopOnSignal(keras.callbacks.Callback):
         super().__init__()
         self.signals = tuple(signals)
         self.received: int | None = None
+        self.from_other_worker = False
         self._previous: dict = {}
 
     @property
     def signal_name(self) -> str | None:
-        return None if self.received is None else signal.Signals(self.received).name
+        if self.received is None:
+            return None
+        name = signal.Signals(self.received).name
+        return f"{name} to another worker" if self.from_other_worker else name
 
     def _record(self, signum, frame) -> None:
         self.received = signum
@@ -290,6 +298,25 @@ class StopOnSignal(keras.callbacks.Callback):
             signal.signal(sig, handler)
         self._previous.clear()
 
+    def synchronize(self, model=None) -> None:
+        """Under `MultiWorkerMirroredStrategy`, sets `received` on every worker when any
+        worker received a signal. It is a collective: every worker must call it at
+        the same point (the callback does at each batch end; `tfvae train` also after
+        each epoch). Does nothing under other strategies.
+
+        Args:
+            model: the model being trained (default: the callback's).
+        """
+        strategy = (model or self.model).distribute_strategy
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return
+        mine = tf.constant(int(self.received is not None), tf.int32)
+        flags = strategy.run(lambda: tf.identity(mine))
+        anyone = int(strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None))
+        if anyone and self.received is None:
+            self.received, self.from_other_worker = self.signals[0], True
+
     def on_train_batch_end(self, batch, logs=None):
+        self.synchronize()
         if self.received is not None:
             self.model.stop_training = True

@@ -560,6 +560,7 @@ def _train_with(args, strategy) -> int:
                 )
                 return EXIT_INTERRUPTED
             done = skip + training.steps_taken(vae) - first_step
+            stop.synchronize(vae)  # a signal that came after the last batch end, on any worker
             if stop.received is not None and not _finished(train, skip, done):
                 path = checkpoint(epoch, step_in_epoch=done)
                 print(
