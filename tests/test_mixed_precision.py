@@ -29,7 +29,7 @@ def precision():
 def _hidden_dtype(model: keras.Model) -> str:
     """The dtype of the first Dense layer's output: what the network computes in."""
     dense = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dense))
-    probe = keras.Model(model.inputs, dense.output)
+    probe = keras.Model(model.inputs[0], dense.output)
     return probe(np.zeros((1, *model.inputs[0].shape[1:]), "float32")).dtype.name
 
 
