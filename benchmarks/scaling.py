@@ -32,11 +32,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import Worker, machine, prepare_data, ratios, spread, update_readme  # noqa: E402
+from run import (  # noqa: E402
+    TfvaeWorker,
+    Worker,
+    machine,
+    prepare_data,
+    ratios,
+    spread,
+    update_readme,
+)
 
 
-class ScalingWorker:
-    """Trains the MLP VAE under one strategy and precision (`options`)."""
+class ScalingWorker(TfvaeWorker):
+    """`run.py`'s tfvae worker, made under one strategy and precision (`options`)."""
 
     def __init__(self, x_train, x_test, batch_size, network, options):
         import tensorflow as tf
@@ -72,13 +80,6 @@ class ScalingWorker:
         )
         self.x_train = tf.convert_to_tensor(x_train)
         self.x_test, self.batch_size = x_test, batch_size
-
-    def epoch(self) -> None:
-        self.vae.fit(self.x_train, batch_size=self.batch_size, epochs=1, verbose=0)
-
-    def negative_elbo(self) -> float:
-        result = self.vae.evaluate(self.x_test, batch_size=1000, verbose=0, return_dict=True)
-        return -result["elbo"]
 
 
 def configurations(gpus: int) -> dict[str, dict]:
