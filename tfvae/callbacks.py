@@ -307,9 +307,10 @@ class StopOnSignal(keras.callbacks.Callback):
         Args:
             model: the model being trained (default: the callback's).
         """
-        strategy = (model or self.model).distribute_strategy
-        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        model = model or self.model
+        if not training.is_multi_worker(model):
             return
+        strategy = model.distribute_strategy
         mine = tf.constant(int(self.received is not None), tf.int32)
         flags = strategy.run(lambda: tf.identity(mine))
         anyone = int(strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None))

@@ -531,6 +531,13 @@ def _train_with(args, strategy) -> int:
         )
         return str(path)
 
+    def interrupted(when: str, path: str) -> int:
+        print(
+            f"stopped by {stop.signal_name} {when}; checkpoint {path}. "
+            f"Resume with: tfvae train --resume --output-dir {run_dir}"
+        )
+        return EXIT_INTERRUPTED
+
     history = {key: list(values) for key, values in state["history"].items()}
     # What a collective op raises when another worker died or was stopped.
     lost_worker = (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError)
@@ -563,20 +570,12 @@ def _train_with(args, strategy) -> int:
             stop.synchronize(vae)  # a signal that came after the last batch end, on any worker
             if stop.received is not None and not _finished(train, skip, done):
                 path = checkpoint(epoch, step_in_epoch=done)
-                print(
-                    f"stopped by {stop.signal_name} in epoch {epoch + 1} after step {done}; "
-                    f"checkpoint {path}. Resume with: tfvae train --resume --output-dir {run_dir}"
-                )
-                return EXIT_INTERRUPTED
+                return interrupted(f"in epoch {epoch + 1} after step {done}", path)
             for key, values in result.history.items():
                 history.setdefault(key, []).append(float(values[-1]))
             path = checkpoint(epoch + 1)
             if stop.received is not None and epoch + 1 < args.epochs:
-                print(
-                    f"stopped by {stop.signal_name} after epoch {epoch + 1}; checkpoint {path}. "
-                    f"Resume with: tfvae train --resume --output-dir {run_dir}"
-                )
-                return EXIT_INTERRUPTED
+                return interrupted(f"after epoch {epoch + 1}", path)
 
     if not chief:
         print("done; worker 0 writes the run folder")

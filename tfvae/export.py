@@ -25,6 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvae import training
 from tfvae.files import atomic_output
 from tfvae.models import VAE
 
@@ -55,7 +56,7 @@ def _check_trained(vae, allow_untrained: bool) -> None:
     if not vae.built:
         raise ValueError("The VAE is not built; build or train it before exporting.")
     optimizer = getattr(vae, "optimizer", None)
-    steps = int(keras.ops.convert_to_numpy(optimizer.iterations)) if optimizer is not None else 0
+    steps = training.steps_taken(vae) if optimizer is not None else 0
     if steps == 0 and not allow_untrained:
         raise ValueError(
             "The VAE has not been trained (0 optimizer steps), so an export would hold random "

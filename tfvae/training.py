@@ -41,6 +41,8 @@ __all__ = [
     "uses_distributed_steps",
     "is_distributed",
     "global_batch_mean",
+    "replica_context",
+    "is_multi_worker",
     "replica_seed",
     "sharded_by_batch",
     "in_memory_dataset",
@@ -240,6 +242,19 @@ def fused_train_function(model) -> Callable:
     return train_function
 
 
+def replica_context():
+    """The replica context when a step runs on more than one replica, else None."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context
+
+
+def is_multi_worker(model) -> bool:
+    """Whether the model trains under `MultiWorkerMirroredStrategy`."""
+    return isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 def global_batch_mean(per_example: tf.Tensor) -> tf.Tensor:
     """This replica's share of the mean of `per_example` over the global batch.
 
@@ -254,8 +269,8 @@ def global_batch_mean(per_example: tf.Tensor) -> tf.Tensor:
     Returns:
         A scalar tensor.
     """
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
+    context = replica_context()
+    if context is None:
         return tf.reduce_mean(per_example)
     count = tf.cast(tf.size(per_example), per_example.dtype)
     global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
@@ -273,9 +288,7 @@ def sharded_by_batch(dataset, model):
     each global batch. Set `options.experimental_distribute.auto_shard_policy` on
     the dataset yourself (`FILE`) for data sets of many files.
     """
-    if not isinstance(dataset, tf.data.Dataset) or not isinstance(
-        model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy
-    ):
+    if not isinstance(dataset, tf.data.Dataset) or not is_multi_worker(model):
         return dataset
     policy = tf.data.experimental.AutoShardPolicy
     if dataset.options().experimental_distribute.auto_shard_policy != policy.AUTO:
@@ -288,8 +301,8 @@ def sharded_by_batch(dataset, model):
 def replica_seed(seed: tf.Tensor) -> tf.Tensor:
     """`seed` folded with the replica's id under `tf.distribute` (unchanged on one
     replica), so replicas draw independent noise for their shares of the batch."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
+    context = replica_context()
+    if context is None:
         return seed
     replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
     return tf.cast(tf.random.experimental.stateless_fold_in(seed, replica), seed.dtype)
@@ -310,8 +323,9 @@ def distributed_function(model, step: Callable) -> Callable:
 
     This function runs an execution's steps from Python, one `strategy.run` of the
     unchanged `step` each, so callbacks still see one batch end per
-    `steps_per_execution` steps, and averages the replicas' logs over all of them
-    (epoch logs come from the metrics, which sum over replicas exactly).
+    `steps_per_execution` steps. The last step's logs are averaged over the
+    replicas, once per execution (epoch logs come from the metrics, which sum over
+    replicas exactly).
 
     Args:
         model: a compiled `tfvae.VAE` made under the strategy's scope.
@@ -326,10 +340,7 @@ def distributed_function(model, step: Callable) -> Callable:
 
     @tf.function(reduce_retracing=True)
     def one_step(data):
-        logs = strategy.run(step, args=(data,))
-        return tf.nest.map_structure(
-            lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None), logs
-        )
+        return strategy.run(step, args=(data,))
 
     def function(iterator):
         logs = None
@@ -341,6 +352,7 @@ def distributed_function(model, step: Callable) -> Callable:
             logs = one_step(data)
         if logs is None:
             raise StopIteration
-        return logs
+        mean = tf.distribute.ReduceOp.MEAN
+        return tf.nest.map_structure(lambda v: strategy.reduce(mean, v, axis=None), logs)
 
     return function

@@ -350,7 +350,7 @@ class VAE(keras.Model):
             loss = training_path.global_batch_mean(terms["loss"])
             if self.losses:
                 replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                loss += tf.add_n(self.losses) / replicas
+                loss += tf.add_n(self.losses) / replicas  # gradients are summed over them
             # Multiplied by the loss scale under mixed_float16 (the optimizer is then a
             # LossScaleOptimizer, which unscales the gradients); unchanged otherwise.
             loss = self.optimizer.scale_loss(loss)

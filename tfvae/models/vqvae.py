@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import losses
+from tfvae import training as training_path
 from tfvae.models.vae import VAE, _check_functional
 
 __all__ = ["VectorQuantizer", "VQVAE"]
@@ -108,8 +109,8 @@ class VectorQuantizer(keras.layers.Layer):
     def _update_ema(self, flat, one_hot):
         counts = tf.reduce_sum(one_hot, axis=0)
         sums = tf.matmul(one_hot, flat, transpose_a=True)
-        context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
+        context = training_path.replica_context()
+        if context is not None:
             # Statistics of the global batch: every replica then makes the same update,
             # and the mirrored copies of the codebook stay identical.
             counts, sums = context.all_reduce(tf.distribute.ReduceOp.SUM, [counts, sums])
