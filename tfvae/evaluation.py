@@ -55,24 +55,35 @@ class LogLikelihood(NamedTuple):
 
 
 def importance_sampled_log_likelihood(
-    vae, x, k: int = 5000, batch_size: int = 100, samples_per_pass: int = 500, seed: int = 0
+    vae,
+    x,
+    k: int = 5000,
+    batch_size: int = 100,
+    samples_per_pass: int = 500,
+    seed: int = 0,
+    labels=None,
 ) -> LogLikelihood:
     """Estimates log p(x) per example with k importance samples from q(z|x).
 
+    The weights come from the model's own `log_importance_weights` (the joint over
+    layers for a hierarchical VAE), so every model with a density is estimated.
+
     Args:
-        vae: a `tfvae.VAE` with a continuous prior (not a VQ-VAE or hierarchical VAE).
+        vae: a `tfvae.VAE` with a density (every model but the VQ-VAE).
         x: data of shape `(n, *vae.data_shape)`.
         k: importance samples per example, >= 1.
         batch_size: examples per pass.
         samples_per_pass: samples drawn at once (memory is batch x samples x data).
         seed: seed of the draws.
+        labels: for a conditional model, one label per example; the estimate is then
+            log p(x | y).
 
     Returns:
         `LogLikelihood(nats, standard_error, bits_per_dim, per_example)`, where `nats`
         is the mean estimate of log p(x) (negative; -nats is the NLL).
 
     Raises:
-        ValueError: for bad data, `k < 1`, or a model without a continuous prior.
+        ValueError: for bad data or labels, `k < 1`, or a model without a density.
 
     Example:
 
@@ -81,10 +92,10 @@ def importance_sampled_log_likelihood(
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"`k` must be an integer >= 1. Received: k={k!r}")
-    _require(vae, "The importance-sampled log-likelihood")
+    vae.require_density("The importance-sampled log-likelihood")
     x = check_array(x, vae.data_shape, vae.likelihood.support)
+    y = vae._label_batch(labels, x)
     seeds = tf.random.Generator.from_seed(seed)
-    prior = vae.prior_distribution()
     per_pass = min(k, samples_per_pass)
 
     signature = [
@@ -92,25 +103,29 @@ def importance_sampled_log_likelihood(
         tf.TensorSpec((), tf.int32),
         tf.TensorSpec((2,), tf.int32),
     ]
+    if y is not None:
+        signature.append(tf.TensorSpec((None,) + y.shape[1:], tf.as_dtype(y.dtype)))
 
-    @tf.function(input_signature=signature)
-    def log_weights(batch, count, pass_seed):
-        posterior = vae.encoder(batch)
-        z = posterior.sample(count, seed=pass_seed)  # (count, batch, latent)
-        flat = tf.reshape(z, (-1, vae.latent_dim))
-        tiled = tf.tile(batch, tf.concat([[count], tf.ones_like(tf.shape(batch)[1:])], 0))
-        log_likelihood = tf.reshape(vae.decoder(flat).log_prob(tiled), tf.shape(z)[:2])
-        return log_likelihood + prior.log_prob(z) - posterior.log_prob(z)
+    def weights_of(batch, count, pass_seed, batch_labels=None):
+        return vae._importance_sample(batch, batch_labels, count, pass_seed).log_weights
+
+    # One trace for every batch size and sample count.
+    log_weights = tf.function(
+        weights_of if y is not None else lambda b, c, s: weights_of(b, c, s),
+        input_signature=signature,
+    )
 
     results = []
     for start in range(0, len(x), batch_size):
         batch = tf.constant(x[start : start + batch_size])
+        batch_labels = () if y is None else (tf.constant(y[start : start + batch_size]),)
         running = None
         done = 0
         while done < k:
             count = min(per_pass, k - done)
             pass_seed = tf.cast(seeds.make_seeds(1)[:, 0] % (2**31 - 1), tf.int32)
-            chunk = tf.reduce_logsumexp(log_weights(batch, tf.constant(count), pass_seed), 0)
+            weights = log_weights(batch, tf.constant(count), pass_seed, *batch_labels)
+            chunk = tf.reduce_logsumexp(weights, 0)
             running = chunk if running is None else tf.reduce_logsumexp([running, chunk], 0)
             done += count
         results.append((running - math.log(k)).numpy())
@@ -121,25 +136,23 @@ def importance_sampled_log_likelihood(
     return LogLikelihood(mean, error, -mean / (dims * math.log(2)), per_example)
 
 
-def _require(vae, what: str, gaussian_posterior: bool = False) -> None:
-    """Raises a ValueError naming why `what` is not defined for this model."""
-    if getattr(vae, "prior", None) is None:
-        raise ValueError(f"{what} needs a continuous prior p(z); {type(vae).__name__} has none.")
-    if getattr(vae, "num_classes", None):
-        raise ValueError(f"{what} is not defined here for conditional models (labels needed).")
-    if gaussian_posterior and not vae.has_gaussian_posterior:
+def _require_gaussian(vae, what: str) -> None:
+    """Raises a one-line ValueError when q(z|x) and p(z) are not both diagonal Gaussians."""
+    if not vae.has_gaussian_posterior or getattr(vae, "prior", None) is None:
         layer = vae.encoder.outputs[0]._keras_history.operation
         raise ValueError(
-            f"{what} needs a diagonal Gaussian posterior; this one is {type(layer).__name__}."
+            f"{what} needs a diagonal Gaussian posterior and prior, whose KL splits over "
+            f"dimensions; {type(vae).__name__}'s posterior is {type(layer).__name__}."
         )
 
 
-def _batches(x, batch_size):
+def _batches(x, batch_size, labels=None):
     for start in range(0, len(x), batch_size):
-        yield tf.constant(x[start : start + batch_size])
+        part = None if labels is None else labels[start : start + batch_size]
+        yield tf.constant(x[start : start + batch_size]), part
 
 
-def kl_per_dimension(vae, x, batch_size: int = 500) -> np.ndarray:
+def kl_per_dimension(vae, x, batch_size: int = 500, labels=None) -> np.ndarray:
     """Returns the KL of each latent dimension, averaged over `x`: shape `(latent_dim,)`.
 
     Needs a diagonal Gaussian posterior and prior (the KL then splits over dimensions).
@@ -151,16 +164,18 @@ def kl_per_dimension(vae, x, batch_size: int = 500) -> np.ndarray:
 
     >>> kl_per_dimension(vae, x_test).round(2)  # nats per dimension
     """
-    _require(vae, "The KL per dimension", gaussian_posterior=True)
+    _require_gaussian(vae, "The KL per dimension")
     x = check_array(x, vae.data_shape, vae.likelihood.support)
+    y = vae._label_batch(labels, x)
     prior = vae.prior_distribution()
     total = np.zeros(vae.latent_dim)
-    for batch in _batches(x, batch_size):
-        total += losses.rate_per_dimension(vae.encoder(batch), prior).numpy().sum(axis=0)
+    for batch, batch_labels in _batches(x, batch_size, y):
+        posterior = vae._encode(batch, batch_labels)
+        total += losses.rate_per_dimension(posterior, prior).numpy().sum(axis=0)
     return total / len(x)
 
 
-def active_units(vae, x, threshold: float = 0.01, batch_size: int = 500):
+def active_units(vae, x, threshold: float = 0.01, batch_size: int = 500, labels=None):
     """Counts the latent dimensions whose posterior mean varies over the data.
 
     Args:
@@ -177,16 +192,19 @@ def active_units(vae, x, threshold: float = 0.01, batch_size: int = 500):
 
     >>> count, variances = active_units(vae, x_test)
     """
-    _require(vae, "Active units", gaussian_posterior=True)
+    _require_gaussian(vae, "Active units")
     x = check_array(x, vae.data_shape, vae.likelihood.support)
+    y = vae._label_batch(labels, x)
     if len(x) < 2:
         raise ValueError(f"Active units need at least 2 examples. Received: {len(x)}")
-    means = np.concatenate([vae.encoder(b).mean().numpy() for b in _batches(x, batch_size)])
+    means = np.concatenate(
+        [vae._encode(b, part).mean().numpy() for b, part in _batches(x, batch_size, y)]
+    )
     variances = means.astype(np.float64).var(axis=0)
     return int((variances > threshold).sum()), variances
 
 
-def anomaly_scores(vae, x, batch_size: int = 500) -> dict[str, np.ndarray]:
+def anomaly_scores(vae, x, batch_size: int = 500, labels=None) -> dict[str, np.ndarray]:
     """Returns per-example anomaly scores: `negative_elbo` and `reconstruction_error`.
 
     The negative ELBO uses one posterior sample per example. The reconstruction error is
@@ -198,9 +216,11 @@ def anomaly_scores(vae, x, batch_size: int = 500) -> dict[str, np.ndarray]:
     >>> suspicious = scores["negative_elbo"] > np.quantile(train_scores, 0.99)
     """
     x = check_array(x, vae.data_shape, vae.likelihood.support)
+    y = vae._label_batch(labels, x)
     elbo, error = [], []
     axes = tuple(range(1, 1 + len(vae.data_shape)))
-    for batch in _batches(x, batch_size):
-        elbo.append(-vae.loss_terms(batch)["elbo"].numpy())
-        error.append(np.sum((vae(batch).numpy() - batch.numpy()) ** 2, axis=axes))
+    for batch, part in _batches(x, batch_size, y):
+        elbo.append(-vae.loss_terms(batch, part)["elbo"].numpy())
+        reconstruction = vae._decode(vae._central_latent(batch, part), part).mean()
+        error.append(np.sum((reconstruction.numpy() - batch.numpy()) ** 2, axis=axes))
     return {"negative_elbo": np.concatenate(elbo), "reconstruction_error": np.concatenate(error)}

@@ -1,22 +1,56 @@
 """Model families; each file holds one, and each overrides `VAE.loss_terms` only.
 
-`build(name, data_shape, ...)` makes any of them with the default networks; the CLI's
-`tfvae train --model NAME` uses it.
+The contract every model keeps
+==============================
+
+Plots, evaluation, TensorBoard callbacks, export and the CLI call these methods and
+nothing else, so every tool works for every model. Labels are keyword `labels=` and
+are required by conditional models (`is_conditional`) and refused by the others.
+
+* `encode(x[, labels])` returns q(z|x) as a TFP distribution: a
+  `tfd.MultivariateNormalDiag` (VAE family), a `tfd.TransformedDistribution` (IAF
+  flow), a `tfd.Independent(tfd.Deterministic)` over the quantised vectors (VQ-VAE),
+  or a `tfd.JointDistributionSequential` over [z_L, ..., z_1] (hierarchical).
+* `central_latent(x[, labels])` is the point of the latent space that stands for each
+  example, what plots interpolate and traverse: the posterior mean, the flow of the
+  base mean, the nearest codes' vectors, or z_1 at the posterior means top-down.
+* `decode(z[, labels])` returns p(x|z) for `z` of shape `(n, *latent_shape)`, as given
+  by `central_latent`, `sample_latent` or a sample of `encode`.
+* `sample_latent(n, seed=None)` is the one hook that draws latents from the prior
+  (stateful random ops when `seed` is None, as TFLite runs them); `sample(n[, labels])`
+  decodes them.
+* `log_importance_weights(x, k[, labels])` gives log p(x, z_i) - log q(z_i|x) for k
+  draws, shape `(k, batch)`, for every model with a density (`has_density`); for a
+  conditional model it is log p(x, z | y) - log q(z | x, y), so the estimate is
+  log p(x | y). IWAE trains on it, `tfvae.evaluation` estimates log p(x) with it.
+* `posterior_tensors(x[, labels])` names q(z|x) as tensors (`latent` and the
+  parameters), for the exported `encode` signature.
+* `is_conditional`, `has_density` and `latent_is_discrete` say what a model has; a
+  tool that cannot apply refuses in one line that gives the reason.
+
+The registry
+============
+
+`tfvae.models.registry.REGISTRY` maps each name to its builder, defaults and own
+options. `build(name, data_shape, ...)` and `tfvae train --model NAME` read it; a new
+variant is one new file plus one registration.
 """
 
 from __future__ import annotations
 
+from tfvae.models import registry
 from tfvae.models.beta import BetaVAE
 from tfvae.models.conditional import ConditionalVAE
 from tfvae.models.free_bits import FreeBitsVAE
 from tfvae.models.hierarchical import HierarchicalVAE
 from tfvae.models.iwae import IWAE
-from tfvae.models.vae import VAE, ElboParts
+from tfvae.models.vae import VAE, ElboParts, ImportanceSample
 from tfvae.models.vqvae import VQVAE, VectorQuantizer
 
 __all__ = [
     "VAE",
     "ElboParts",
+    "ImportanceSample",
     "BetaVAE",
     "FreeBitsVAE",
     "IWAE",
@@ -26,21 +60,11 @@ __all__ = [
     "VectorQuantizer",
     "MODELS",
     "build",
+    "registry",
 ]
 
-#: Model names accepted by `build` and `tfvae train --model`.
-MODELS = (
-    "vae",
-    "beta_vae",
-    "free_bits",
-    "iwae",
-    "conditional",
-    "flow",
-    "mixture_prior",
-    "vamp_prior",
-    "vqvae",
-    "hierarchical",
-)
+#: Model names accepted by `build` and `tfvae train --model` (the registry's).
+MODELS = tuple(registry.REGISTRY)
 
 
 def build(
@@ -52,72 +76,53 @@ def build(
     *,
     beta: float | None = None,
     seed: int | None = None,
-    k: int = 5,
-    free_bits: float = 0.25,
-    num_classes: int = 10,
-    num_components: int = 10,
-    num_pseudo_inputs: int = 100,
-    num_codes: int = 128,
-    ema: bool = False,
+    **options,
 ) -> VAE:
-    """Returns the model called `name` with the default networks of `tfvae.networks.build`.
+    """Returns the model called `name`, with the default networks of `tfvae.networks`.
 
     Args:
-        name: one of `MODELS`: `"vae"`, `"beta_vae"` (beta 4 unless given),
-            `"free_bits"`, `"iwae"`, `"conditional"`, `"flow"` (IAF posterior),
-            `"mixture_prior"` (learned mixture of Gaussians), `"vamp_prior"`, `"vqvae"`
-            (whose `latent_dim` is the size of each code vector), `"hierarchical"` (two
-            stochastic layers of `latent_dim` and `latent_dim // 2`, at least 2).
+        name: a registered model (`MODELS`): `"vae"`, `"beta_vae"`, `"free_bits"`,
+            `"iwae"`, `"conditional"`, `"flow"`, `"mixture_prior"`, `"vamp_prior"`,
+            `"vqvae"` (whose `latent_dim` is the size of each code vector) or
+            `"hierarchical"` (layers of `latent_dim` and `latent_dim // 2`, at least 2).
         data_shape, network, latent_dim, likelihood: as in `tfvae.networks.build`.
-        beta: the rate weight (default: the model's own, 1 or 4).
+        beta: the rate weight (default: the model's own, such as 4 for `"beta_vae"`).
         seed: seed of the posterior sampling.
-        k: importance samples of `"iwae"`.
-        free_bits: nats per dimension of `"free_bits"`.
-        num_classes: classes of `"conditional"`.
-        num_components: mixture components of `"mixture_prior"`.
-        num_pseudo_inputs: pseudo-inputs of `"vamp_prior"`.
-        num_codes: codebook size of `"vqvae"`.
-        ema: codebook updated by moving averages (`"vqvae"`).
+        **options: the model's own settings, each with its registered default: `k`
+            (iwae), `free_bits`, `num_components` (mixture_prior), `num_pseudo_inputs`
+            (vamp_prior), `num_codes` and `ema` (vqvae), `num_classes` (conditional).
 
     Returns:
         A `tfvae.VAE` (or subclass), not compiled.
 
     Raises:
-        ValueError: for an unknown name or a bad setting.
+        ValueError: for an unknown name, an option the model does not take, or a bad
+            setting.
 
     Example:
 
     >>> iwae = tfvae.models.build("iwae", (28, 28, 1), k=50)
     """
-    from tfvae import networks, priors
-
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}. Expected one of: {', '.join(MODELS)}.")
-    options = {"seed": seed} if beta is None else {"seed": seed, "beta": beta}
-    if name == "hierarchical":
-        sizes = (latent_dim, max(2, latent_dim // 2))
-        encoder, top_down, decoder = networks.build_hierarchical(
-            data_shape, sizes, likelihood=likelihood
-        )
-        return HierarchicalVAE(encoder, top_down, decoder, **options)
-    if name == "vqvae":
-        encoder, decoder = networks.build_vq(network, data_shape, latent_dim, likelihood=likelihood)
-        return VQVAE(encoder, decoder, num_codes=num_codes, ema=ema, **options)
-    labels = num_classes if name == "conditional" else None
-    posterior = "iaf" if name == "flow" else "gaussian"
-    encoder, decoder = networks.build(
-        network, data_shape, latent_dim, likelihood, num_classes=labels, posterior=posterior
+    model = registry.spec(name)
+    arguments = {}
+    for key, value in options.items():
+        option = model.option(key)
+        if option is None and not (model.conditional and key == "num_classes"):
+            takes = ", ".join(o.name for o in model.options) or "no options"
+            raise ValueError(f"Model {name!r} does not take `{key}`; it takes: {takes}.")
+        arguments[key] = option.check(value) if option is not None else value
+    for option in model.options:
+        arguments.setdefault(option.name, option.default)
+    if model.conditional:
+        arguments.setdefault("num_classes", 10)
+    builder = model.load_builder()
+    return builder(
+        data_shape,
+        network,
+        latent_dim,
+        likelihood,
+        beta=model.beta if beta is None else beta,
+        seed=seed,
+        **model.fixed,
+        **arguments,
     )
-    if name == "beta_vae":
-        return BetaVAE(encoder, decoder, **options)
-    if name == "free_bits":
-        return FreeBitsVAE(encoder, decoder, free_bits=free_bits, **options)
-    if name == "iwae":
-        return IWAE(encoder, decoder, k=k, **options)
-    if name == "conditional":
-        return ConditionalVAE(encoder, decoder, num_classes=num_classes, **options)
-    if name == "mixture_prior":
-        options["prior"] = priors.MixtureOfGaussians(latent_dim, num_components, name="prior")
-    if name == "vamp_prior":
-        options["prior"] = priors.VampPrior(latent_dim, data_shape, num_pseudo_inputs, name="prior")
-    return VAE(encoder, decoder, **options)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import keras
 
+from tfvae import networks
 from tfvae.models.vae import VAE
 
-__all__ = ["BetaVAE"]
+__all__ = ["BetaVAE", "build"]
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -35,3 +36,9 @@ class BetaVAE(VAE):
 
     def __init__(self, encoder, decoder, prior=None, beta: float = 4.0, seed=None, **kwargs):
         super().__init__(encoder, decoder, prior=prior, beta=beta, seed=seed, **kwargs)
+
+
+def build(data_shape, network: str, latent_dim: int, likelihood: str, **options) -> BetaVAE:
+    """The registry's builder of `"beta_vae"`: the default networks of `tfvae.networks`."""
+    encoder, decoder = networks.build(network, data_shape, latent_dim, likelihood)
+    return BetaVAE(encoder, decoder, **options)

@@ -17,10 +17,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvae import networks
 from tfvae.models.vae import VAE
-from tfvae.validation import check_array
 
-__all__ = ["ConditionalVAE"]
+__all__ = ["ConditionalVAE", "build"]
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -83,16 +83,22 @@ class ConditionalVAE(VAE):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             raise ValueError("A ConditionalVAE is called on (x, labels).")
         x, y = inputs
-        posterior = self._encode(x, y, training=training)
-        return self._decode(posterior.mean(), y, training=training).mean()
+        z = self._central_latent(x, y, training=training)
+        return self._decode(z, y, training=training).mean()
 
     def _labels(self, labels, n: int) -> np.ndarray:
         labels = np.asarray(labels)
         if labels.ndim == 0:
             labels = np.full((n,), labels)
-        if labels.ndim == 1 and not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(f"Labels must be integers. Received: dtype={labels.dtype}")
-        if labels.ndim == 1 and (labels.min() < 0 or labels.max() >= self.num_classes):
+        if labels.ndim == 2 and labels.shape[1] == self.num_classes:
+            labels = labels.astype(np.float32)  # one-hot rows
+        elif labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(
+                "Labels must be integers (one for all examples or one per example) or "
+                f"one-hot rows of {self.num_classes}. Received: dtype={labels.dtype}, "
+                f"shape={labels.shape}"
+            )
+        elif labels.min() < 0 or labels.max() >= self.num_classes:
             raise ValueError(
                 f"Labels must lie in [0, {self.num_classes}). Received values in "
                 f"[{labels.min()}, {labels.max()}]."
@@ -101,38 +107,26 @@ class ConditionalVAE(VAE):
             raise ValueError(f"Expected {n} labels. Received: {labels.shape[0]}")
         return labels
 
+    def _label_batch(self, labels, examples):
+        if labels is None:
+            self._one_hot(None)  # raises the missing-labels error
+        n = examples if isinstance(examples, (int, np.integer)) else len(examples)
+        return self._labels(labels, int(n))
+
     def _checked_labels(self, x, y):
         if isinstance(x, tf.data.Dataset):
             return y
-        if y is None:
-            self._one_hot(None)  # raises the missing-labels error
-        return self._labels(y, len(x))
-
-    def encode(self, x, labels):
-        """Returns q(z|x, y) for a batch `x` and its labels."""
-        x = self._checked(x)
-        return self._encode(x, self._labels(labels, len(x)))
-
-    def decode(self, z, labels):
-        """Returns p(x|z, y) for latents `z` and labels."""
-        z = check_array(z, (self.latent_dim,), None, "z")
-        return self._decode(z, self._labels(labels, len(z)))
-
-    def reconstruct(self, x, labels):
-        """Returns the decoder mean at the posterior mean of each example of `x`."""
-        x = self._checked(x)
-        return self((x, self._labels(labels, len(x))))
-
-    def sample(self, n: int, labels=None, seed=None, output: str = "mean"):
-        """Draws `n` examples of the classes `labels` (an int for all, or one per example).
-
-        Raises:
-            ValueError: if `labels` is missing or out of range.
-        """
-        self._check_sample_args(n, output)
-        if labels is None:
-            self._one_hot(None)
-        return self._sample(n, self._labels(labels, n), seed, output)
+        return self._label_batch(y, x)
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
+
+
+def build(
+    data_shape, network: str, latent_dim: int, likelihood: str, *, num_classes: int, **options
+) -> ConditionalVAE:
+    """The registry's builder of `"conditional"`: networks that take a one-hot label."""
+    encoder, decoder = networks.build(
+        network, data_shape, latent_dim, likelihood, num_classes=num_classes
+    )
+    return ConditionalVAE(encoder, decoder, num_classes=num_classes, **options)

@@ -19,10 +19,10 @@ import math
 import keras
 import tensorflow as tf
 
-from tfvae import losses
+from tfvae import losses, networks
 from tfvae.models.vae import VAE
 
-__all__ = ["FreeBitsVAE"]
+__all__ = ["FreeBitsVAE", "build"]
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -67,3 +67,9 @@ class FreeBitsVAE(VAE):
 
     def get_config(self):
         return {**super().get_config(), "free_bits": self.free_bits}
+
+
+def build(data_shape, network: str, latent_dim: int, likelihood: str, **options) -> FreeBitsVAE:
+    """The registry's builder of `"free_bits"` (`options`: `free_bits`, `beta`, `seed`)."""
+    encoder, decoder = networks.build(network, data_shape, latent_dim, likelihood)
+    return FreeBitsVAE(encoder, decoder, **options)

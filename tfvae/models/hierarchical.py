@@ -29,12 +29,12 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import losses
-from tfvae.models.vae import VAE, _check_functional
+from tfvae import losses, networks
+from tfvae.models.vae import VAE, ImportanceSample, _check_functional, _tiled
 
 tfd = tfp.distributions
 
-__all__ = ["HierarchicalVAE"]
+__all__ = ["HierarchicalVAE", "build"]
 
 _MIN_SCALE = 1e-4
 
@@ -42,6 +42,12 @@ _MIN_SCALE = 1e-4
 def _gaussian_parts(params):
     loc, raw_scale = tf.split(tf.cast(params, tf.float32), 2, axis=-1)
     return loc, tf.nn.softplus(raw_scale) + _MIN_SCALE
+
+
+def _on_last_axis(model, z):
+    """Applies a Keras model on vectors to `z` with any leading axes (such as samples)."""
+    flat = model(tf.reshape(z, [-1, z.shape[-1]]))
+    return tf.reshape(flat, tf.concat([tf.shape(z)[:-1], [flat.shape[-1]]], 0))
 
 
 def _combine(estimate, prior):
@@ -121,35 +127,84 @@ class HierarchicalVAE(VAE):
         size = self.latent_dims[-1]
         return tfd.MultivariateNormalDiag(tf.zeros([size]), tf.ones([size]))
 
-    def _posteriors(self, x, training=False, sample=True):
-        """Runs inference top-down; returns [(q_l, p_l, z_l)] from bottom to top."""
+    def _posteriors(self, x, training=False, sample=True, seed=None):
+        """Runs inference top-down; returns [(q_l, p_l, z_l)] from bottom to top.
+
+        Each z_l is a draw from q_l (`sample`, with one seed split over the layers)
+        or its mean.
+        """
+        layers_count = len(self.latent_dims)
+        seeds = tfp.random.split_seed(seed, n=layers_count) if sample else [None] * layers_count
+        pick = (lambda q, s: q.sample(seed=s)) if sample else (lambda q, s: q.mean())  # noqa: E731
         estimates = [_gaussian_parts(p) for p in self.encoder(x, training=training)]
         q = tfd.MultivariateNormalDiag(*estimates[-1])
-        z = q.sample(seed=self._posterior_seed(training)) if sample else q.mean()
+        z = pick(q, seeds[-1])
         layers = [(q, self._top_prior(), z)]
-        for level in reversed(range(len(self.latent_dims) - 1)):
+        for level in reversed(range(layers_count - 1)):
             prior_parts = _gaussian_parts(self.top_down[level](z, training=training))
             p = tfd.MultivariateNormalDiag(*prior_parts)
             q = tfd.MultivariateNormalDiag(*_combine(estimates[level], prior_parts))
-            z = q.sample(seed=self._posterior_seed(training)) if sample else q.mean()
+            z = pick(q, seeds[level])
             layers.insert(0, (q, p, z))
         return layers
 
     def loss_terms(self, x, y=None, training=False):
-        layers = self._posteriors(x, training=training)
+        layers = self._posteriors(x, training=training, seed=self._posterior_seed(training))
         distortion = losses.distortion(self.decoder(layers[0][2], training=training), x)
         kls = [losses.rate(q, p, z) for q, p, z in layers]
         terms = self.terms(distortion, tf.add_n(kls))
         return {**terms, **{f"kl_{i + 1}": kl for i, kl in enumerate(kls)}}
 
-    def call(self, x, training=False):
-        """Returns the decoder mean at the posterior means, taken top-down."""
-        z_1 = self._posteriors(x, training=training, sample=False)[0][2]
-        return self.decoder(z_1, training=training).mean()
+    def _encode(self, x, y=None, training=False):
+        """The joint q(z_L, ..., z_1 | x) as a `tfd.JointDistributionSequential`, top first.
 
-    def encode(self, x):
-        """Returns the posteriors [q(z_1|.), ..., q(z_L|x)] at the posterior means above them."""
-        return [q for q, _, _ in self._posteriors(self._checked(x), sample=False)]
+        Its samples are lists `[z_L, ..., z_1]`; `decode` takes one (it reads z_1).
+        """
+        estimates = [_gaussian_parts(p) for p in self.encoder(x, training=training)]
+
+        def layer(level):
+            def q_given_above(z_above):
+                prior_parts = _gaussian_parts(_on_last_axis(self.top_down[level], z_above))
+                return tfd.MultivariateNormalDiag(*_combine(estimates[level], prior_parts))
+
+            return q_given_above
+
+        top = tfd.MultivariateNormalDiag(*estimates[-1])
+        below = [layer(level) for level in reversed(range(len(self.latent_dims) - 1))]
+        return tfd.JointDistributionSequential([top, *below])
+
+    def _central_latent(self, x, y=None, training=False):
+        """z_1 at the posterior means, taken top-down."""
+        return self._posteriors(x, training=training, sample=False)[0][2]
+
+    def decode(self, z, labels=None):
+        """Returns p(x|z_1) for z_1 `(batch, latent_dims[0])`, or a sample `[z_L, ..., z_1]`
+        of `encode(x)`."""
+        if isinstance(z, (list, tuple)):
+            z = z[-1]
+        return super().decode(z, labels)
+
+    def posterior_tensors(self, x, y=None):
+        """`latent` (z_1 at the means) and `loc_l`, `scale_l` of every layer's posterior."""
+        layers = self._posteriors(x, sample=False)
+        tensors = {"latent": layers[0][2]}
+        for i, (q, _, _) in enumerate(layers):
+            tensors[f"loc_{i + 1}"], tensors[f"scale_{i + 1}"] = q.mean(), q.stddev()
+        return tensors
+
+    def _importance_sample(self, x, y, k, seed, training=False):
+        """Weights log p(x|z_1) + sum_l [log p(z_l|z_l+1) - log q(z_l|.)] of the joint."""
+        batch, repeated = tf.shape(x)[0], _tiled(x, k)
+        layers = self._posteriors(repeated, training=training, seed=seed)
+        log_likelihood = self.decoder(layers[0][2], training=training).log_prob(repeated)
+        log_ratio = tf.add_n([p.log_prob(z) - q.log_prob(z) for q, p, z in layers])
+        shape = tf.stack([k, batch])
+        return ImportanceSample(
+            tf.reshape(log_likelihood + log_ratio, shape),
+            tf.reshape(log_likelihood, shape),
+            None,
+            None,
+        )
 
     def _ancestral(self, n, noise):
         z = noise(n, self.latent_dims[-1])
@@ -158,16 +213,14 @@ class HierarchicalVAE(VAE):
             z = loc + scale * noise(n, self.latent_dims[level])
         return z
 
-    def _sample(self, n, y, seed, output):
+    def sample_latent(self, n, seed=None):
+        """z_1 by ancestral sampling: z_L ~ N(0, I), then each z_l ~ p(z_l | z_l+1)."""
+        if seed is None:
+            return self._ancestral(n, lambda rows, size: tf.random.normal(tf.stack([rows, size])))
         generator = keras.random.SeedGenerator(seed)
-        z_1 = self._ancestral(
+        return self._ancestral(
             n, lambda rows, size: keras.random.normal((rows, size), seed=generator)
         )
-        likelihood = self.decoder(z_1)
-        return likelihood.mean() if output == "mean" else tf.cast(likelihood.sample(), tf.float32)
-
-    def stateful_latent_sample(self, n):
-        return self._ancestral(n, lambda rows, size: tf.random.normal(tf.stack([rows, size])))
 
     def get_config(self):
         config = super().get_config()
@@ -179,3 +232,21 @@ class HierarchicalVAE(VAE):
         config = copy.deepcopy(config)
         config["top_down"] = [keras.saving.deserialize_keras_object(m) for m in config["top_down"]]
         return super().from_config(config)
+
+
+def build(data_shape, network: str, latent_dim: int, likelihood: str, **options) -> HierarchicalVAE:
+    """The registry's builder of `"hierarchical"`: MLP layers of `latent_dim` and
+    `latent_dim // 2` (at least 2).
+
+    Raises:
+        ValueError: for a network other than `"mlp"` (the only one built here).
+    """
+    if network != "mlp":
+        raise ValueError(
+            f"The hierarchical VAE is built with MLP networks only. Received: network={network!r}"
+        )
+    sizes = (latent_dim, max(2, latent_dim // 2))
+    encoder, top_down, decoder = networks.build_hierarchical(
+        data_shape, sizes, likelihood=likelihood
+    )
+    return HierarchicalVAE(encoder, top_down, decoder, **options)

@@ -15,12 +15,11 @@ References:
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from tfvae import losses
+from tfvae import losses, networks
 from tfvae.models.vae import VAE
 
-__all__ = ["IWAE"]
+__all__ = ["IWAE", "build"]
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -47,29 +46,18 @@ class IWAE(VAE):
         super().__init__(encoder, decoder, **kwargs)
         self.k = k
 
-    def log_weights(self, x, y=None, training=False):
-        """Returns `(log_weights, posterior, z, log_likelihood)`, the first `(k, batch)`."""
-        posterior = self._encode(x, y, training=training)
-        z = posterior.sample(self.k, seed=self._posterior_seed(training))  # (k, batch, latent)
-        batch = tf.shape(x)[0]
-        flat_z = tf.reshape(z, (-1, self.latent_dim))
-        repeat = lambda t: tf.tile(t, tf.concat([[self.k], tf.ones_like(tf.shape(t)[1:])], 0))  # noqa: E731
-        flat_y = None if y is None else repeat(y)
-        likelihood = self._decode(flat_z, flat_y, training=training)
-        log_likelihood = tf.reshape(
-            tf.cast(likelihood.log_prob(repeat(x)), tf.float32), tf.stack([self.k, batch])
-        )
-        prior = self.prior_distribution()
-        log_prior = tf.cast(prior.log_prob(z), tf.float32)
-        log_posterior = tf.cast(posterior.log_prob(z), tf.float32)
-        return log_likelihood + log_prior - log_posterior, posterior, z, log_likelihood
-
     def loss_terms(self, x, y=None, training=False):
-        log_w, posterior, z, log_likelihood = self.log_weights(x, y, training=training)
-        bound = losses.importance_weighted_bound(log_w)
-        distortion = -log_likelihood[0]
-        rate = losses.rate(posterior, self.prior_distribution(), z[0])
+        draws = self._importance_sample(x, y, self.k, self._posterior_seed(training), training)
+        bound = losses.importance_weighted_bound(draws.log_weights)
+        distortion = -draws.log_likelihood[0]
+        rate = losses.rate(draws.posterior, self.prior_distribution(), draws.z[0])
         return {**self.terms(distortion, rate, loss=-bound), "iwae_bound": bound}
 
     def get_config(self):
         return {**super().get_config(), "k": self.k}
+
+
+def build(data_shape, network: str, latent_dim: int, likelihood: str, **options) -> IWAE:
+    """The registry's builder of `"iwae"` (`options`: `k`, `beta`, `seed`)."""
+    encoder, decoder = networks.build(network, data_shape, latent_dim, likelihood)
+    return IWAE(encoder, decoder, **options)

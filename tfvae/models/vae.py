@@ -24,16 +24,15 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import losses
+from tfvae import losses, networks, priors
 from tfvae import training as training_path
 from tfvae.callbacks import StopOnNonFinite
 from tfvae.layers import DistributionLayer, MultivariateNormalDiag
-from tfvae.priors import Prior, StandardNormal
 from tfvae.validation import check_array, check_dataset, reraise_input_errors
 
 tfd = tfp.distributions
 
-__all__ = ["VAE", "ElboParts"]
+__all__ = ["VAE", "ElboParts", "ImportanceSample", "build"]
 
 
 class ElboParts(NamedTuple):
@@ -44,6 +43,21 @@ class ElboParts(NamedTuple):
     likelihood: tfd.Distribution
     distortion: tf.Tensor
     rate: tf.Tensor
+
+
+class ImportanceSample(NamedTuple):
+    """k draws from q(z|x) and their log importance weights (`VAE._importance_sample`)."""
+
+    log_weights: tf.Tensor  # (k, batch): log p(x, z_i) - log q(z_i|x)
+    log_likelihood: tf.Tensor  # (k, batch): log p(x|z_i)
+    posterior: tfd.Distribution | None
+    z: tf.Tensor | None  # (k, batch, *latent_shape)
+
+
+def _tiled(t, k) -> tf.Tensor:
+    """`t` repeated k times along its first axis (k copies of the batch, one after another)."""
+    t = tf.convert_to_tensor(t)
+    return tf.tile(t, tf.concat([[k], tf.ones_like(tf.shape(t)[1:])], 0))
 
 
 def _central_point(posterior: tfd.Distribution) -> tf.Tensor:
@@ -173,8 +187,8 @@ class VAE(keras.Model):
     def _check_prior(self, prior):
         """Returns the prior layer: `StandardNormal` by default, else a checked `Prior`."""
         if prior is None:
-            return StandardNormal(self.latent_dim, name="prior")
-        if not isinstance(prior, Prior):
+            return priors.StandardNormal(self.latent_dim, name="prior")
+        if not isinstance(prior, priors.Prior):
             raise TypeError(
                 "`prior` must be a tfvae.priors.Prior layer (such as StandardNormal). "
                 f"Received: {type(prior).__name__}"
@@ -191,11 +205,26 @@ class VAE(keras.Model):
             self.prior.build()
         self.built = True
 
-    # ------------------------------------------------------------------ inference
+    # ------------------------------------------------------------------ the contract
+    # Every tool calls these (see tfvae/models/__init__.py); variants override the
+    # private hooks (`_encode`, `_decode`, `_central_latent`, `sample_latent`,
+    # `_importance_sample`), never the checked public methods.
+
+    #: The number of classes of a conditional model; None for the others.
+    num_classes: int | None = None
+    #: Whether the model defines a density p(x), so `log_importance_weights` exists.
+    has_density: bool = True
+    #: Whether the latent is a grid of discrete codes (VQ-VAE) rather than continuous.
+    latent_is_discrete: bool = False
+
+    @property
+    def is_conditional(self) -> bool:
+        """True when the encoder and decoder take a label (`labels=` is then required)."""
+        return self.num_classes is not None
+
     def call(self, x, training=False):
-        """Returns the mean of p(x|z) at z = the posterior mean: a deterministic reconstruction."""
-        posterior = self._encode(x, training=training)
-        return self._decode(_central_point(posterior), training=training).mean()
+        """Returns the mean of p(x|z) at the central latent: a deterministic reconstruction."""
+        return self._decode(self._central_latent(x, training=training), training=training).mean()
 
     def _encode(self, x, y=None, training=False) -> tfd.Distribution:
         """q(z|x): how the encoder is called (conditional models also pass y)."""
@@ -204,6 +233,10 @@ class VAE(keras.Model):
     def _decode(self, z, y=None, training=False) -> tfd.Distribution:
         """p(x|z): how the decoder is called (conditional models also pass y)."""
         return self.decoder(z, training=training)
+
+    def _central_latent(self, x, y=None, training=False) -> tf.Tensor:
+        """The latent point that stands for each example (see `central_latent`)."""
+        return _central_point(self._encode(x, y, training=training))
 
     @property
     def has_gaussian_posterior(self) -> bool:
@@ -215,42 +248,110 @@ class VAE(keras.Model):
         """Returns p(z) (the VampPrior builds it through the encoder)."""
         return self.prior.distribution(encoder=self.encoder)
 
-    def stateful_latent_sample(self, n) -> tf.Tensor:
-        """Draws n latents from the prior with stateful random ops (for TFLite export)."""
-        return self.prior.stateful_sample(n, encoder=self.encoder)
-
     def _checked(self, x, name="x"):
         if tf.executing_eagerly() and not isinstance(x, keras.KerasTensor):
-            return check_array(x, self.data_shape, self.likelihood.support, name)
+            return tf.constant(check_array(x, self.data_shape, self.likelihood.support, name))
         return x
 
-    def encode(self, x) -> tfd.Distribution:
+    def _label_batch(self, labels, examples):
+        """The labels of `examples` (a batch, or a count); None for an unconditional model.
+
+        Raises:
+            ValueError: for labels given to a model that takes none.
+        """
+        if labels is not None:
+            raise ValueError(
+                f"{type(self).__name__} is not conditional: it takes no labels. "
+                f"Received: labels of type {type(labels).__name__}"
+            )
+        return None
+
+    def encode(self, x, labels=None) -> tfd.Distribution:
         """Returns the posterior q(z|x) for a batch `x` of shape `(batch, *data_shape)`.
 
+        Args:
+            x: the data.
+            labels: one label per example (or one for all), for conditional models only.
+
+        Returns:
+            A TFP distribution over z with batch shape `(batch,)`; what kind depends on
+            the model (see `tfvae.models`).
+
         Raises:
-            ValueError / TypeError: for data of the wrong shape, type or range.
+            ValueError / TypeError: for data of the wrong shape, type or range, or
+                labels missing (conditional models) or given (the others).
         """
-        return self.encoder(self._checked(x))
+        x = self._checked(x)
+        return self._encode(x, self._label_batch(labels, x))
 
-    def decode(self, z) -> tfd.Distribution:
-        """Returns the likelihood p(x|z) for latents `z` of shape `(batch, latent_dim)`.
+    def central_latent(self, x, labels=None) -> tf.Tensor:
+        """Returns the point of the latent space that stands for each example of `x`.
+
+        The posterior mean where it is analytic; for a flow the flow of the base
+        distribution's mean; for a VQ-VAE the nearest codes' vectors; for a hierarchical
+        VAE z_1 at the posterior means taken top-down. `decode` accepts it.
+
+        Returns:
+            A float32 tensor of shape `(batch, *latent_shape)`.
+        """
+        x = self._checked(x)
+        return self._central_latent(x, self._label_batch(labels, x))
+
+    def decode(self, z, labels=None) -> tfd.Distribution:
+        """Returns the likelihood p(x|z) for latents `z` of shape `(batch, *latent_shape)`.
 
         Raises:
-            ValueError / TypeError: for latents of the wrong shape or type.
+            ValueError / TypeError: for latents of another shape or type, or labels
+                missing (conditional models) or given (the others).
         """
         if tf.executing_eagerly():
-            z = check_array(z, (self.latent_dim,), None, "z")
-        return self.decoder(z)
+            z = tf.constant(check_array(z, self.latent_shape, None, "z"))
+        return self._decode(z, self._label_batch(labels, z))
 
-    def reconstruct(self, x) -> tf.Tensor:
-        """Returns the mean of p(x|z) at the posterior mean of each example of `x`."""
-        return self(self._checked(x))
+    def reconstruct(self, x, labels=None) -> tf.Tensor:
+        """Returns the mean of p(x|z) at the central latent of each example of `x`."""
+        x = self._checked(x)
+        y = self._label_batch(labels, x)
+        return self._decode(self._central_latent(x, y), y).mean()
 
-    def sample(self, n: int, seed=None, output: str = "mean") -> tf.Tensor:
-        """Draws `n` examples: z from the prior, then x through the decoder.
+    def posterior_tensors(self, x, y=None) -> dict[str, tf.Tensor]:
+        """q(z|x) as named tensors, for the exported `encode` signature.
+
+        `latent` is the central latent; the others are the posterior's parameters:
+        `loc` and `scale` of a Gaussian, or `base_loc` and `base_scale` of a flow's base.
+        """
+        posterior = self._encode(x, y)
+        base = getattr(posterior, "distribution", posterior)  # a flow's base Gaussian
+        prefix = "base_" if base is not posterior else ""
+        return {
+            "latent": _central_point(posterior),
+            f"{prefix}loc": base.mean(),
+            f"{prefix}scale": base.stddev(),
+        }
+
+    def sample_latent(self, n, seed=None) -> tf.Tensor:
+        """Draws `n` latents from the prior: the one hook behind `sample` and exports.
+
+        Args:
+            n: how many (an int, or an int32 scalar tensor inside a graph).
+            seed: an int for reproducible draws (TFP's stateless sampling), or None for
+                TensorFlow's stateful random ops, which give new draws each call and
+                convert to builtin TFLite ops.
+
+        Returns:
+            A float32 tensor of shape `(n, *latent_shape)`.
+        """
+        if seed is None:
+            return self.prior.stateful_sample(n, encoder=self.encoder)
+        return self.prior_distribution().sample(n, seed=seed)
+
+    def sample(self, n: int, labels=None, seed=None, output: str = "mean") -> tf.Tensor:
+        """Draws `n` examples: z from the prior (`sample_latent`), then x through the decoder.
 
         Args:
             n: number of examples, >= 1.
+            labels: conditional models only: the class of every example (an int) or one
+                class per example.
             seed: optional seed of the draws (an int).
             output: `"mean"` for the mean of p(x|z) (what one plots) or `"sample"`
                 for a draw from p(x|z).
@@ -259,25 +360,65 @@ class VAE(keras.Model):
             A float32 tensor of shape `(n, *data_shape)`.
 
         Raises:
-            ValueError: if `n < 1` or `output` is unknown.
+            ValueError: if `n < 1`, `output` is unknown, or labels are missing
+                (conditional models) or given (the others).
         """
-        self._check_sample_args(n, output)
-        return self._sample(n, None, seed, output)
-
-    @staticmethod
-    def _check_sample_args(n, output) -> None:
         if output not in ("mean", "sample"):
             raise ValueError(f'`output` must be "mean" or "sample". Received: output={output!r}')
         if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n < 1:
             raise ValueError(f"`n` must be >= 1. Received: n={n}")
-
-    def _sample(self, n, y, seed, output):
-        """Draws n examples (arguments already checked); variants override this."""
-        z = self.prior_distribution().sample(n, seed=seed)
-        likelihood = self._decode(z, y)
+        likelihood = self._decode(self.sample_latent(n, seed), self._label_batch(labels, n))
         if output == "mean":
             return likelihood.mean()
         return tf.cast(likelihood.sample(seed=seed), tf.float32)
+
+    def log_importance_weights(self, x, k: int, labels=None, seed=None) -> tf.Tensor:
+        """Returns log p(x, z_i) - log q(z_i|x) for k draws z_i ~ q(z|x), shape `(k, batch)`.
+
+        `logsumexp` over the k draws, minus log k, is the bound L_k of Burda et al.
+        (2016), which rises to log p(x) as k grows (`tfvae.evaluation`). For a
+        conditional model the weights are those of log p(x | y).
+
+        Args:
+            x: a batch of data.
+            k: draws per example, >= 1.
+            labels: conditional models only.
+            seed: an int for reproducible draws.
+
+        Raises:
+            ValueError: for a model without a density (VQ-VAE), bad data or `k < 1`.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"`k` must be an integer >= 1. Received: k={k!r}")
+        self.require_density("log_importance_weights")
+        x = self._checked(x)
+        y = self._label_batch(labels, x)
+        return self._importance_sample(x, y, int(k), seed).log_weights
+
+    def require_density(self, what: str) -> None:
+        """Raises a one-line ValueError when the model has no density p(x) for `what`."""
+        if not self.has_density:
+            raise ValueError(
+                f"{what} needs a density p(x); {type(self).__name__} has none: its prior over "
+                "codes is uniform and not learned, so log p(x) is undefined."
+            )
+
+    def _importance_sample(self, x, y, k, seed, training=False) -> ImportanceSample:
+        """k draws from q(z|x) (k may be a tensor) and their log importance weights."""
+        posterior = self._encode(x, y, training=training)
+        z = posterior.sample(k, seed=seed)  # (k, batch, *latent_shape)
+        batch = tf.shape(x)[0]
+        flat_z = tf.reshape(z, tf.concat([[-1], self.latent_shape], 0))
+        flat_y = None if y is None else _tiled(y, k)
+        likelihood = self._decode(flat_z, flat_y, training=training)
+        log_likelihood = tf.reshape(
+            tf.cast(likelihood.log_prob(_tiled(x, k)), tf.float32), tf.stack([k, batch])
+        )
+        log_prior = tf.cast(self.prior_distribution().log_prob(z), tf.float32)
+        log_posterior = tf.cast(posterior.log_prob(z), tf.float32)
+        return ImportanceSample(
+            log_likelihood + log_prior - log_posterior, log_likelihood, posterior, z
+        )
 
     # ------------------------------------------------------------------ objective
     def _posterior_seed(self, training: bool = True) -> tf.Tensor:
@@ -575,3 +716,33 @@ class VAE(keras.Model):
         for key in ("encoder", "decoder", "prior"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def build(
+    data_shape,
+    network: str,
+    latent_dim: int,
+    likelihood: str,
+    *,
+    posterior: str = "gaussian",
+    prior: str = "standard_normal",
+    num_components: int = 10,
+    num_pseudo_inputs: int = 100,
+    **options,
+) -> VAE:
+    """The registry's builder of `"vae"`, `"flow"`, `"mixture_prior"` and `"vamp_prior"`.
+
+    They differ only in one component: the posterior (`"gaussian"` or `"iaf"`) or the
+    prior (`"standard_normal"`, `"mixture"` of `num_components`, or `"vamp"` with
+    `num_pseudo_inputs`). `options` (`beta`, `seed`) go to `VAE`.
+    """
+    encoder, decoder = networks.build(
+        network, data_shape, latent_dim, likelihood, posterior=posterior
+    )
+    if prior == "mixture":
+        options["prior"] = priors.MixtureOfGaussians(latent_dim, num_components, name="prior")
+    elif prior == "vamp":
+        options["prior"] = priors.VampPrior(latent_dim, data_shape, num_pseudo_inputs, name="prior")
+    elif prior != "standard_normal":
+        raise ValueError(f"Unknown prior {prior!r}. Expected standard_normal, mixture or vamp.")
+    return VAE(encoder, decoder, **options)

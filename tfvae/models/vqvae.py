@@ -25,12 +25,15 @@ import math
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
-from tfvae import losses
+from tfvae import losses, networks
 from tfvae import training as training_path
 from tfvae.models.vae import VAE, _check_functional
 
-__all__ = ["VectorQuantizer", "VQVAE"]
+tfd = tfp.distributions
+
+__all__ = ["VectorQuantizer", "VQVAE", "build"]
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -229,12 +232,17 @@ class VQVAE(VAE):
             "perplexity": tf.broadcast_to(perplexity, tf.shape(distortion)),
         }
 
-    def call(self, x, training=False):
-        """Returns the decoder mean at the quantised encoding of x."""
-        z_q = self.quantizer(self.encoder(x, training=training))[0]
-        return self.decoder(z_q, training=training).mean()
+    has_density = False
+    latent_is_discrete = True
 
-    def encode(self, x) -> tf.Tensor:
+    def _encode(self, x, y=None, training=False):
+        """q(z|x): a point mass on the nearest codes' vectors (the quantised encoding)."""
+        z_q = self.quantizer.lookup(self.quantizer.codes(self.encoder(x, training=training)))
+        return tfd.Independent(
+            tfd.Deterministic(z_q), reinterpreted_batch_ndims=len(self.latent_shape)
+        )
+
+    def codes(self, x) -> tf.Tensor:
         """Returns the integer code at each latent position, `(batch, *positions)`."""
         return self.quantizer.codes(self.encoder(self._checked(x)))
 
@@ -242,17 +250,21 @@ class VQVAE(VAE):
         """Returns p(x|z_q) for integer codes of shape `(batch, *positions)`."""
         return self.decoder(self.quantizer.lookup(tf.convert_to_tensor(codes, tf.int32)))
 
-    def _sample(self, n, y, seed, output):
-        shape = (n,) + self.latent_shape[:-1]
-        codes = keras.random.randint(shape, 0, self.quantizer.num_codes, seed=seed)
-        likelihood = self.decode_codes(codes)
-        return likelihood.mean() if output == "mean" else tf.cast(likelihood.sample(), tf.float32)
+    def posterior_tensors(self, x, y=None):
+        """`latent` (the quantised vectors z_q) and `codes` (their indices), as tensors."""
+        codes = self.quantizer.codes(self.encoder(x))
+        return {"latent": self.quantizer.lookup(codes), "codes": codes}
 
-    def stateful_latent_sample(self, n):
-        logits = tf.zeros([1, self.quantizer.num_codes])
-        codes = tf.random.categorical(logits, n * self.positions, dtype=tf.int32)[0]
-        shape = tf.concat([[n], tf.constant(self.latent_shape[:-1], tf.int32)], axis=0)
-        return self.quantizer.lookup(tf.reshape(codes, shape))
+    def sample_latent(self, n, seed=None):
+        """Codes drawn uniformly and independently at every position (the VQ-VAE's prior
+        before a prior over codes is fitted), as their vectors."""
+        shape = tf.concat([tf.reshape(n, [1]), tf.constant(self.latent_shape[:-1], tf.int32)], 0)
+        if seed is None:
+            logits = tf.zeros([1, self.quantizer.num_codes])
+            codes = tf.random.categorical(logits, n * self.positions, dtype=tf.int32)[0]
+            return self.quantizer.lookup(tf.reshape(codes, shape))
+        codes = keras.random.randint(shape, 0, self.quantizer.num_codes, seed=seed)
+        return self.quantizer.lookup(tf.cast(codes, tf.int32))
 
     def get_config(self):
         return {
@@ -261,3 +273,18 @@ class VQVAE(VAE):
             "ema": self.quantizer.ema,
             "decay": self.quantizer.decay,
         }
+
+
+def build(
+    data_shape,
+    network: str,
+    latent_dim: int,
+    likelihood: str,
+    *,
+    num_codes: int,
+    ema: bool,
+    **options,
+) -> VQVAE:
+    """The registry's builder of `"vqvae"`: `latent_dim` is the size of each code vector."""
+    encoder, decoder = networks.build_vq(network, data_shape, latent_dim, likelihood=likelihood)
+    return VQVAE(encoder, decoder, num_codes=num_codes, ema=ema, **options)
