@@ -146,29 +146,45 @@ class TensorBoardImages(_SummaryCallback):
     Args:
         log_dir: the TensorBoard log folder; images go to `log_dir/images`.
         x: a few examples to reconstruct (such as 16 validation images).
+        labels: their labels, for a conditional model (whose samples then cycle
+            through the classes).
         every: write every this many epochs (and after the last one).
         num_samples: prior samples per grid.
         seed: seed of the prior samples, fixed so the grids are comparable over epochs.
+
+    Raises:
+        ValueError: when training starts, for a conditional model without `labels`.
 
     Example:
 
     >>> vae.fit(train, epochs=20, callbacks=[TensorBoardImages("logs", x_test[:16])])
     """
 
-    def __init__(self, log_dir, x, every: int = 1, num_samples: int = 16, seed: int = 0):
+    def __init__(
+        self, log_dir, x, labels=None, every: int = 1, num_samples: int = 16, seed: int = 0
+    ):
         super().__init__(Path(log_dir) / "images", every)
         self.x = np.asarray(x, np.float32)
+        self.labels = None if labels is None else np.asarray(labels)
         self.num_samples, self.seed = num_samples, seed
 
     def _grid(self, images):
         return plots.image_grid(plots.as_images(images, self.model.data_shape), scale=2)[np.newaxis]
 
+    def on_train_begin(self, logs=None):
+        if self.model.is_conditional and self.labels is None:
+            raise ValueError(
+                "TensorBoardImages needs labels= (the labels of x) for a conditional model."
+            )
+
     def on_epoch_end(self, epoch, logs=None):
         vae = self.model
-        if not self._due(epoch) or getattr(vae, "num_classes", None):
-            return  # conditional models need labels; plots.plot_samples draws them
-        pairs = np.concatenate([self.x, np.asarray(vae.reconstruct(self.x))])
-        samples = np.asarray(vae.sample(self.num_samples, seed=self.seed))
+        if not self._due(epoch):
+            return
+        labels = self.labels if vae.is_conditional else None
+        classes = np.arange(self.num_samples) % vae.num_classes if vae.is_conditional else None
+        pairs = np.concatenate([self.x, np.asarray(vae.reconstruct(self.x, labels=labels))])
+        samples = np.asarray(vae.sample(self.num_samples, labels=classes, seed=self.seed))
         with self._summaries(epoch):
             tf.summary.image("reconstructions", self._grid(pairs))
             tf.summary.image("samples", self._grid(samples))
@@ -185,6 +201,7 @@ class LatentDiagnostics(_SummaryCallback):
     Args:
         log_dir: the TensorBoard log folder; summaries go to `log_dir/latent`.
         x: examples to measure on (a few hundred validation images are plenty).
+        labels: their labels, for a conditional model.
         every: measure every this many epochs.
         threshold: the variance above which a dimension counts as active.
 
@@ -193,9 +210,10 @@ class LatentDiagnostics(_SummaryCallback):
     >>> vae.fit(train, epochs=20, callbacks=[LatentDiagnostics("logs", x_test[:500])])
     """
 
-    def __init__(self, log_dir, x, every: int = 1, threshold: float = 0.01):
+    def __init__(self, log_dir, x, labels=None, every: int = 1, threshold: float = 0.01):
         super().__init__(Path(log_dir) / "latent", every)
         self.x = np.asarray(x, np.float32)
+        self.labels = None if labels is None else np.asarray(labels)
         self.threshold = threshold
         self._most_active, self._warned, self._last = 0, False, None
 
@@ -205,8 +223,9 @@ class LatentDiagnostics(_SummaryCallback):
         vae = self.model
         beta = float(keras.ops.convert_to_numpy(vae.beta))
         try:
-            count, _ = evaluation.active_units(vae, self.x, self.threshold)
-            kl = evaluation.kl_per_dimension(vae, self.x)
+            labels = self.labels if vae.is_conditional else None
+            count, _ = evaluation.active_units(vae, self.x, self.threshold, labels=labels)
+            kl = evaluation.kl_per_dimension(vae, self.x, labels=labels)
         except ValueError:
             count = kl = None
         with self._summaries(epoch):

@@ -33,6 +33,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["main"]
 
@@ -93,6 +94,50 @@ def _add_source_flags(parser) -> None:
     parser.add_argument("--offline", action="store_true", help="never try to download data")
 
 
+_OPTION_TYPES = {"count": lambda: _positive_int, "nonnegative": lambda: _number(0.0, True)}
+
+
+def _add_model_options(group) -> None:
+    """One flag per model option of the registry; None marks "not given"."""
+    from tfvae.models import registry
+
+    for option, models in registry.options_by_name().values():
+        default = f"default: {option.default}" if option.kind != "flag" else "off by default"
+        where = ", ".join(models)
+        if option.kind == "flag":
+            group.add_argument(
+                option.flag, action="store_true", default=None, help=f"{option.help} ({where})"
+            )
+        else:
+            group.add_argument(
+                option.flag,
+                type=_OPTION_TYPES[option.kind](),
+                default=None,
+                help=f"{option.help} (--model {where}; {default})",
+            )
+
+
+def _model_options(args) -> dict:
+    """The chosen model's own options: given flags, else the registry's defaults.
+
+    Raises:
+        ValueError: for a flag of another model (such as --k with --model vae).
+    """
+    from tfvae.models import registry
+
+    model = registry.spec(args.model)
+    options = {}
+    for name, (option, models) in registry.options_by_name().items():
+        value = getattr(args, name, None)
+        if model.option(name) is not None:
+            options[name] = option.default if value is None else value
+        elif value is not None and not args.resume:
+            raise ValueError(
+                f"{option.flag} applies to --model {' or '.join(models)}, not --model {args.model}."
+            )
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
     from tfvae.layers import LIKELIHOODS
     from tfvae.models import MODELS
@@ -145,36 +190,7 @@ def _parser() -> argparse.ArgumentParser:
         help="weight of the KL term, or vqvae's commitment cost "
         "(default: 1; 4 for beta_vae, 0.25 for vqvae)",
     )
-    model.add_argument(
-        "--k", type=_positive_int, default=5, help="importance samples of --model iwae (default: 5)"
-    )
-    model.add_argument(
-        "--free-bits",
-        type=_number(0.0, True),
-        default=0.25,
-        help="nats per latent dimension of --model free_bits (default: 0.25)",
-    )
-    model.add_argument(
-        "--num-components",
-        type=_positive_int,
-        default=10,
-        help="components of --model mixture_prior (default: 10)",
-    )
-    model.add_argument(
-        "--num-pseudo-inputs",
-        type=_positive_int,
-        default=100,
-        help="pseudo-inputs of --model vamp_prior (default: 100)",
-    )
-    model.add_argument(
-        "--num-codes",
-        type=_positive_int,
-        default=128,
-        help="codebook size of --model vqvae (default: 128)",
-    )
-    model.add_argument(
-        "--ema", action="store_true", help="--model vqvae: update the codebook by moving averages"
-    )
+    _add_model_options(model)
     model.add_argument(
         "--kl-schedule",
         choices=("none", *SCHEDULES),
@@ -286,6 +302,11 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("model", metavar="MODEL", help=".keras file, SavedModel folder or .tflite")
     sample.add_argument("-n", type=_positive_int, default=64, help="how many (default: 64)")
     sample.add_argument("--out", required=True, help="the PNG file to write")
+    sample.add_argument(
+        "--label",
+        type=int,
+        help="the class of every sample (conditional models only; they need it)",
+    )
     sample.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
     sample.set_defaults(handler=_sample)
 
@@ -295,7 +316,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Evaluate RUN_DIR/model.keras on a data split; print a table and write "
         "RUN_DIR/metrics.json.",
     )
-    evaluate.add_argument("run", metavar="RUN_DIR", help="a run folder written by tfvae train")
+    evaluate.add_argument(
+        "run",
+        metavar="RUN_DIR",
+        help="a run folder, one of its checkpoint folders (RUN/checkpoints/ckpt-*) "
+        "or a .keras file",
+    )
     evaluate.add_argument("--dataset", help="(default: the run's data set)")
     evaluate.add_argument("--split", default="test", help="(default: test)")
     evaluate.add_argument(
@@ -317,8 +343,20 @@ def _parser() -> argparse.ArgumentParser:
         "interpolation, latent traversals, the latent map (PCA of posterior means, by label), "
         "the 2-D manifold (2-D latents), or the training curves.",
     )
-    plot.add_argument("run", metavar="RUN_DIR", help="a run folder written by tfvae train")
+    plot.add_argument(
+        "run",
+        metavar="RUN_DIR",
+        help="a run folder, one of its checkpoint folders (RUN/checkpoints/ckpt-*) "
+        "or a .keras file",
+    )
     plot.add_argument("--what", choices=PLOTS, required=True)
+    plot.add_argument("--dataset", help="(default: the run's data set, from its config.json)")
+    plot.add_argument(
+        "--label",
+        type=int,
+        help="conditional models: the class held fixed (samples, interpolation, traversal, "
+        "manifold; default: every class in turn, or the first image's class)",
+    )
     plot.add_argument("--out", help="the PNG to write (default: RUN_DIR/plots/<what>.png)")
     plot.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
     _add_source_flags(plot)
@@ -345,16 +383,26 @@ def _run_dir(args) -> Path:
 
 
 def _resumed_args(args) -> argparse.Namespace:
-    """The flags of the run being resumed, from its config.json."""
+    """The flags of the run being resumed, from its config.json.
+
+    A folder that does not exist yet or is empty (a run killed before it wrote its
+    config) starts a new run there with the flags given.
+    """
     if not args.output_dir:
         raise ValueError("--resume needs --output-dir, the run folder to resume.")
-    config_path = Path(args.output_dir) / "config.json"
+    folder = Path(args.output_dir)
+    config_path = folder / "config.json"
     if not config_path.is_file():
+        if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+            print(f"nothing to resume in {folder}; starting a new run there")
+            return argparse.Namespace(**{**vars(args), "resume": False})
         raise ValueError(
             f"Cannot resume {args.output_dir!r}: it has no config.json, so it is not a "
             "run folder written by `tfvae train`."
         )
-    saved = json.loads(config_path.read_text())
+    saved = _read_config(config_path)
+    if isinstance(saved.get("jit_compile"), bool):  # runs written before the flag was kept
+        saved["jit_compile"] = "on" if saved["jit_compile"] else "off"
     defaults = vars(_parser().parse_args(["train"]))  # flags newer than the run
     return argparse.Namespace(
         **{
@@ -366,6 +414,17 @@ def _resumed_args(args) -> argparse.Namespace:
             "output_dir": args.output_dir,
         }
     )
+
+
+def _read_config(path: Path) -> dict:
+    """A run's config.json, or a one-line error saying what is wrong with it."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{str(path)!r} is not a readable run config: {error}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model", "vae"), str):
+        raise ValueError(f"{str(path)!r} is not a run config written by `tfvae train`.")
+    return config
 
 
 def _finished(train, skip: int, done: int) -> bool:
@@ -394,6 +453,10 @@ def _train(args) -> int:
         keras.mixed_precision.set_global_policy(policy)  # the process may go on (tests)
 
 
+#: `--jit-compile` flag -> `compile(jit_compile=...)`.
+_JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+
+
 def _model_and_state(args, resumed, data_shape, num_classes, checkpoint_dir):
     """The model to train (in the current strategy's scope) and where training stands."""
     import keras
@@ -408,6 +471,9 @@ def _model_and_state(args, resumed, data_shape, num_classes, checkpoint_dir):
         return checkpoints.load_checkpoint(resumed[0]), state
     if args.resume:
         print(f"no checkpoint in {checkpoint_dir}; starting from the beginning")
+    options = _model_options(args)
+    if models.registry.spec(args.model).conditional:
+        options["num_classes"] = num_classes
     vae = models.build(
         args.model,
         data_shape,
@@ -416,17 +482,11 @@ def _model_and_state(args, resumed, data_shape, num_classes, checkpoint_dir):
         args.likelihood,
         beta=args.beta,
         seed=args.seed,
-        k=args.k,
-        free_bits=args.free_bits,
-        num_classes=num_classes,
-        num_components=args.num_components,
-        num_pseudo_inputs=args.num_pseudo_inputs,
-        num_codes=args.num_codes,
-        ema=args.ema,
+        **options,
     )
     vae.compile(
         optimizer=keras.optimizers.Adam(args.learning_rate),
-        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit_compile],
+        jit_compile=_JIT_COMPILE[args.jit_compile],
         steps_per_execution=args.steps_per_execution or training.DEFAULT_STEPS_PER_EXECUTION,
     )
     return vae, {"epoch": 0, "step_in_epoch": 0, "history": {}}
@@ -449,7 +509,9 @@ def _train_with(args, strategy) -> int:
     if args.deterministic:
         training.make_deterministic(args.seed)
     binarize = None if args.binarize == "none" else args.binarize
-    conditional = args.model == "conditional"
+    from tfvae.models import registry
+
+    conditional = registry.spec(args.model).conditional
     source = dict(data_dir=args.data_dir, manual_dir=args.manual_dir, offline=args.offline)
     options = dict(batch_size=args.batch_size, binarize=binarize, with_labels=conditional)
 
@@ -470,7 +532,7 @@ def _train_with(args, strategy) -> int:
     num_classes = data.num_classes(args.dataset, **source) if conditional else 10
     if conditional and not num_classes:
         raise ValueError(
-            f"--model conditional needs a labelled data set; {args.dataset!r} has no labels."
+            f"--model {args.model} needs a labelled data set; {args.dataset!r} has no labels."
         )
 
     checkpoint_dir = run_dir / "checkpoints" if run_dir else None
@@ -488,26 +550,31 @@ def _train_with(args, strategy) -> int:
         data_shape=list(data_shape),
         log_dir=str(log_dir),
         versions=_versions(),
-        jit_compile=bool(vae.jit_compile),
+        xla=bool(vae.jit_compile),  # what --jit-compile resolved to; the flag stays
         steps_per_execution=vae.steps_per_execution,
         fused_steps=training.uses_fused_steps(vae),
         replicas=strategy.num_replicas_in_sync,
         kl_target=kl_target,
     )
-    if chief and not resumed:
-        (run_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if chief and not (run_dir / "config.json").is_file():
+        with atomic_output(run_dir / "config.json", overwrite=False) as partial:
+            partial.write_text(json.dumps(config, indent=2) + "\n")
     display = data.load(
         args.dataset, args.validation_split, seed=args.seed + 1, cache=False, **options, **source
     )
     shown = next(display.take(1).as_numpy_iterator())
-    x_shown = shown[0] if conditional else shown
+    x_shown, y_shown = shown if conditional else (shown, None)
     stop = tfvae_callbacks.StopOnSignal()
     callbacks = [stop]
     if chief:
         callbacks += [
             keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False),
-            tfvae_callbacks.TensorBoardImages(log_dir, x_shown[:16]),
-            tfvae_callbacks.LatentDiagnostics(log_dir, x_shown[:500]),
+            tfvae_callbacks.TensorBoardImages(
+                log_dir, x_shown[:16], labels=None if y_shown is None else y_shown[:16]
+            ),
+            tfvae_callbacks.LatentDiagnostics(
+                log_dir, x_shown[:500], labels=None if y_shown is None else y_shown[:500]
+            ),
         ]
     if args.kl_schedule != "none":
         steps = args.kl_schedule_steps
@@ -624,17 +691,48 @@ def _sample(args) -> int:
     if out.suffix.lower() != ".png":
         raise ValueError(f"--out must name a .png file. Received: {args.out!r}")
     sampler = export.load_sampler(args.model)
-    images = np.asarray(sampler(args.n))
+    images = np.asarray(sampler(args.n, label=args.label))
     with atomic_output(out, overwrite=args.overwrite) as partial:
         plots.save_image_grid(images, partial)
     print(f"wrote {args.n} samples to {out}")
     return 0
 
 
-def _run_config(run_dir: Path) -> dict:
-    """The flags a run was trained with (its config.json), or {} when there is none."""
-    path = run_dir / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+class _Source(NamedTuple):
+    """A model to evaluate or plot, and the run it belongs to."""
+
+    model_path: Path  # the .keras file
+    run_dir: Path | None  # the folder holding the run's config.json, if found
+    config: dict  # that config, or {}
+    tag: str  # "" for a run's own model, "ckpt-...-" for one of its checkpoints
+
+
+def _model_source(path) -> _Source:
+    """Finds the .keras file of a run folder, a checkpoint folder or a .keras path, and the
+    run's config.json in its folder or one or two folders up (a checkpoint's run)."""
+    path = Path(path)
+    model_path = path / "model.keras" if path.is_dir() else path
+    if not model_path.is_file():
+        raise ValueError(
+            f"No model at {str(model_path)!r}: expected a run folder, a checkpoint folder "
+            "(RUN/checkpoints/ckpt-*) or a .keras file."
+        )
+    folder = model_path.parent
+    for candidate in (folder, *list(folder.parents)[:2]):
+        if (candidate / "config.json").is_file():
+            tag = "" if candidate == folder else f"{folder.name}-"
+            return _Source(model_path, candidate, _read_config(candidate / "config.json"), tag)
+    return _Source(model_path, None, {}, "")
+
+
+def _dataset_of(source: _Source, args) -> str:
+    dataset = args.dataset or source.config.get("dataset")
+    if not dataset:
+        raise ValueError(
+            f"No run config.json was found beside {str(source.model_path)!r} or in the two "
+            "folders above it, so its data set is unknown; pass --dataset."
+        )
+    return dataset
 
 
 def _run_data(config: dict, args, dataset: str, split: str, batch_size: int):
@@ -663,30 +761,27 @@ def _evaluate(args) -> int:
     from tfvae import evaluation, export
     from tfvae.files import atomic_output
 
-    run_dir = Path(args.run)
-    vae = export.load_vae(run_dir)
-    if not run_dir.is_dir():
-        raise ValueError(f"RUN_DIR must be a run folder. Received: {args.run!r}")
-    config = _run_config(run_dir)
-    dataset = args.dataset or config.get("dataset")
-    if not dataset:
-        raise ValueError("The run has no config.json naming its data set; pass --dataset.")
-    conditional = bool(getattr(vae, "num_classes", None))
-    batches = _run_data(config, args, dataset, args.split, batch_size=1000)
+    source = _model_source(args.run)
+    vae = export.load_vae(source.model_path)
+    dataset = _dataset_of(source, args)
+    batches = _run_data(source.config, args, dataset, args.split, batch_size=1000)
     pairs = list(batches.as_numpy_iterator())
     x = np.concatenate([p[0] for p in pairs])[: args.examples]
     y = np.concatenate([p[1] for p in pairs])[: args.examples]
+    labels = y if vae.is_conditional else None
     terms = vae.evaluate(
-        x, *((y,) if conditional else ()), batch_size=500, verbose=0, return_dict=True
+        x, *((y,) if vae.is_conditional else ()), batch_size=500, verbose=0, return_dict=True
     )
     metrics = {
         "dataset": dataset,
         "split": args.split,
         "examples": int(len(x)),
+        "model": str(source.model_path),
         "elbo": terms["elbo"],
         "rate": terms["rate"],
         "distortion": terms["distortion"],
         "log_likelihood": None,
+        "log_likelihood_of": "log p(x | y)" if vae.is_conditional else "log p(x)",
         "log_likelihood_standard_error": None,
         "bits_per_dim": None,
         "k": None,
@@ -696,7 +791,7 @@ def _evaluate(args) -> int:
     }
     metrics["not_measured"] = {}
     try:
-        estimate = evaluation.importance_sampled_log_likelihood(vae, x, k=args.k)
+        estimate = evaluation.importance_sampled_log_likelihood(vae, x, k=args.k, labels=labels)
         metrics.update(
             log_likelihood=estimate.nats,
             log_likelihood_standard_error=estimate.standard_error,
@@ -706,14 +801,17 @@ def _evaluate(args) -> int:
     except ValueError as error:
         metrics["not_measured"]["log_likelihood"] = str(error)
     try:
-        metrics["active_units"] = evaluation.active_units(vae, x)[0]
-        metrics["kl_per_dimension"] = evaluation.kl_per_dimension(vae, x).tolist()
+        metrics["active_units"] = evaluation.active_units(vae, x, labels=labels)[0]
+        metrics["kl_per_dimension"] = evaluation.kl_per_dimension(vae, x, labels=labels).tolist()
     except ValueError as error:
         metrics["not_measured"]["active_units"] = str(error)
-    with atomic_output(run_dir / "metrics.json", overwrite=True) as partial:
+    folder = source.run_dir or source.model_path.parent
+    out = folder / f"{source.tag}metrics.json"
+    with atomic_output(out, overwrite=True) as partial:
         partial.write_text(json.dumps(metrics, indent=2) + "\n")
+    name = metrics["log_likelihood_of"] + ", nats"
     rows = [
-        ("log p(x), nats", metrics["log_likelihood"], metrics["log_likelihood_standard_error"]),
+        (name, metrics["log_likelihood"], metrics["log_likelihood_standard_error"]),
         ("bits per dim", metrics["bits_per_dim"], None),
         ("ELBO, nats", metrics["elbo"], None),
         ("rate, nats", metrics["rate"], None),
@@ -722,15 +820,27 @@ def _evaluate(args) -> int:
     print(
         f"{dataset} {args.split}, {len(x)} examples" + (f", k = {args.k}" if metrics["k"] else "")
     )
-    for name, value, error in rows:
+    for row, value, error in rows:
         shown = "n/a" if value is None else f"{value:.3f}"
-        print(f"  {name:<18} {shown}" + (f" +- {error:.3f}" if error is not None else ""))
+        print(f"  {row:<18} {shown}" + (f" +- {error:.3f}" if error is not None else ""))
     units = metrics["active_units"]
     print(f"  {'active units':<18} " + ("n/a" if units is None else f"{units} of {vae.latent_dim}"))
-    for name, reason in metrics["not_measured"].items():
-        print(f"  ({name}: {reason})")
-    print(f"wrote {run_dir / 'metrics.json'}")
+    for measure, reason in metrics["not_measured"].items():
+        print(f"  ({measure}: {reason})")
+    print(f"wrote {out}")
     return 0
+
+
+def _one_class(x, labels, label, count: int):
+    """`count` examples of class `label` (default: the first example's class)."""
+    label = int(labels[0]) if label is None else label
+    chosen = x[labels == label][:count]
+    if len(chosen) < count:
+        raise ValueError(
+            f"Needs {count} examples of class {label} in the first {len(x)} of the split; "
+            f"found {len(chosen)}."
+        )
+    return chosen, label
 
 
 def _plot(args) -> int:
@@ -739,41 +849,58 @@ def _plot(args) -> int:
     from tfvae import export, plots
     from tfvae.files import atomic_output
 
-    run_dir = Path(args.run)
-    if not run_dir.is_dir():
-        raise ValueError(f"RUN_DIR must be a run folder. Received: {args.run!r}")
-    out = Path(args.out) if args.out else run_dir / "plots" / f"{args.what}.png"
+    run = Path(args.run)
+    if args.what == "curves":
+        if not run.is_dir() or not (run / "history.json").is_file():
+            raise ValueError(f"No history.json in {str(run)!r} to draw curves from.")
+        folder, tag = run, ""
+    else:
+        source = _model_source(run)
+        folder, tag = source.run_dir or source.model_path.parent, source.tag
+    out = Path(args.out) if args.out else folder / "plots" / f"{tag}{args.what}.png"
     if out.suffix.lower() != ".png":
         raise ValueError(f"--out must name a .png file. Received: {str(out)!r}")
-    config = _run_config(run_dir)
-    with atomic_output(out, overwrite=args.overwrite) as partial:
-        if args.what == "curves":
-            history_path = run_dir / "history.json"
-            if not history_path.is_file():
-                raise ValueError(f"No history.json in {str(run_dir)!r} to draw curves from.")
-            plots.plot_curves(json.loads(history_path.read_text()), partial)
-        else:
-            vae = export.load_vae(run_dir)
+    if args.what == "curves":
+        with atomic_output(out, overwrite=args.overwrite) as partial:
+            plots.plot_curves(json.loads((run / "history.json").read_text()), partial)
+        print(f"wrote {out}")
+        return 0
+    vae = export.load_vae(source.model_path)
+    if args.label is not None and not vae.is_conditional:
+        raise ValueError(f"--label applies to conditional models; {type(vae).__name__} is not one.")
+    if args.label is not None and not 0 <= args.label < vae.num_classes:
+        raise ValueError(f"--label must lie in [0, {vae.num_classes}). Received: {args.label}")
+    if args.what in ("samples", "manifold"):
+        if args.what == "manifold" and vae.is_conditional and args.label is None:
+            raise ValueError("--what manifold of a conditional model needs --label.")
+        with atomic_output(out, overwrite=args.overwrite) as partial:
             if args.what == "samples":
-                plots.plot_samples(vae, partial, n=64, seed=0)
-            elif args.what == "manifold":
-                plots.plot_manifold(vae, partial)
+                plots.plot_samples(vae, partial, n=64, seed=0, labels=args.label)
             else:
-                if getattr(vae, "num_classes", None) and args.what != "reconstructions":
-                    raise ValueError(f"--what {args.what} is not drawn for conditional models.")
-                split = config.get("validation_split", "test")
-                dataset = config.get("dataset", "digits")
-                batch = next(_run_data(config, args, dataset, split, 500).as_numpy_iterator())
-                x, labels = batch
-                if args.what == "reconstructions":
-                    plots.plot_reconstructions(vae, x, partial, labels=labels)
-                elif args.what == "interpolation":
-                    different = int(np.argmax(labels != labels[0])) if len(x) > 1 else 0
-                    plots.plot_interpolation(vae, x[0], x[different], partial)
-                elif args.what == "traversal":
-                    plots.plot_traversal(vae, x[0], partial, dims=range(min(vae.latent_dim, 10)))
-                else:
-                    plots.plot_latent_map(vae, x, labels, partial)
+                plots.plot_manifold(vae, partial, label=args.label)
+        print(f"wrote {out}")
+        return 0
+    config = source.config
+    dataset = _dataset_of(source, args)
+    split = config.get("validation_split", "test")
+    x, labels = next(_run_data(config, args, dataset, split, 500).as_numpy_iterator())
+    with atomic_output(out, overwrite=args.overwrite) as partial:
+        if args.what == "reconstructions":
+            plots.plot_reconstructions(vae, x, partial, labels=labels)
+        elif args.what == "latent_map":
+            plots.plot_latent_map(vae, x, labels, partial)
+        elif vae.is_conditional:  # one class throughout, the label held fixed
+            ends, label = _one_class(x, labels, args.label, 2)
+            if args.what == "interpolation":
+                plots.plot_interpolation(vae, ends[0], ends[1], partial, label=label)
+            else:
+                dims = range(min(vae.latent_dim, 10))
+                plots.plot_traversal(vae, ends[0], partial, dims=dims, label=label)
+        elif args.what == "interpolation":
+            different = int(np.argmax(labels != labels[0])) if len(x) > 1 else 0
+            plots.plot_interpolation(vae, x[0], x[different], partial)
+        else:
+            plots.plot_traversal(vae, x[0], partial, dims=range(min(vae.latent_dim, 10)))
     print(f"wrote {out}")
     return 0
 

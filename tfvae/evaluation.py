@@ -139,11 +139,18 @@ def importance_sampled_log_likelihood(
 def _require_gaussian(vae, what: str) -> None:
     """Raises a one-line ValueError when q(z|x) and p(z) are not both diagonal Gaussians."""
     if not vae.has_gaussian_posterior or getattr(vae, "prior", None) is None:
-        layer = vae.encoder.outputs[0]._keras_history.operation
         raise ValueError(
-            f"{what} needs a diagonal Gaussian posterior and prior, whose KL splits over "
-            f"dimensions; {type(vae).__name__}'s posterior is {type(layer).__name__}."
+            f"{what} needs a diagonal Gaussian posterior and prior (their KL splits over "
+            f"dimensions); {type(vae).__name__}'s {_posterior_kind(vae)} is not one."
         )
+
+
+def _posterior_kind(vae) -> str:
+    if vae.latent_is_discrete:
+        return "posterior (a point mass on codes)"
+    if getattr(vae, "prior", None) is None:
+        return "posterior (a hierarchy of layers)"
+    return f"posterior ({type(vae.encoder.outputs[0]._keras_history.operation).__name__})"
 
 
 def _batches(x, batch_size, labels=None):

@@ -3,10 +3,13 @@
 SavedModel signatures, made with `keras.export.ExportArchive` (tensors in, named
 tensors out):
 
-    encode(x)       -> loc, scale           the posterior's parameters
+    encode(x)       -> latent, <parameters>  the central latent and q(z|x)'s parameters
     decode(z)       -> mean, <parameters>    logits (Bernoulli kinds) or loc, scale (Gaussian)
     sample(n)       -> x                     n new prior samples through the decoder (means)
-    reconstruct(x)  -> x                     decoder mean at the posterior mean
+    reconstruct(x)  -> x                     decoder mean at the central latent
+
+A conditional model's signatures take a `label` input too (int32: one per row, or
+one for all n samples).
 
 `to_tflite` converts chosen signatures with builtin TFLite ops only: `sample` draws z
 with the stateful `tf.random.normal`, which becomes the builtin RANDOM_STANDARD_NORMAL
@@ -64,7 +67,7 @@ def _check_trained(vae, allow_untrained: bool) -> None:
         )
 
 
-def _check_signatures(signatures, vae=None) -> tuple[str, ...]:
+def _check_signatures(signatures) -> tuple[str, ...]:
     if isinstance(signatures, str):
         signatures = (signatures,)
     signatures = tuple(signatures)
@@ -74,45 +77,57 @@ def _check_signatures(signatures, vae=None) -> tuple[str, ...]:
             f"Unknown signature(s) {unknown or list(signatures)}. "
             f"Expected some of: {', '.join(SIGNATURES)}."
         )
-    if getattr(vae, "num_classes", None):
-        raise ValueError(
-            "Conditional models cannot be exported yet: their signatures would need labels."
-        )
-    if vae is not None and "encode" in signatures and not vae.has_gaussian_posterior:
-        raise ValueError(
-            "The 'encode' signature exports a Gaussian posterior's loc and scale; this model's "
-            "posterior is not a diagonal Gaussian (a flow, or VQ codes). Export the others: "
-            "signatures=('decode', 'sample', 'reconstruct')."
-        )
     return signatures
 
 
 def _endpoints(vae: VAE) -> dict:
-    """Returns {name: (function, input_signature)} for every signature."""
+    """Returns {name: (function, input_signature)} for every signature.
+
+    A conditional model's signatures take a `label` too: one int32 per row (`encode`,
+    `decode`, `reconstruct`), or one for all n samples (`sample`, which then also
+    returns `num_classes`, so a runner can check the label it was given).
+    """
     x_spec = tf.TensorSpec((None,) + vae.data_shape, tf.float32, name="x")
     z_spec = tf.TensorSpec((None,) + vae.latent_shape, tf.float32, name="z")
     n_spec = tf.TensorSpec((), tf.int32, name="n")
+    row_labels = tf.TensorSpec((None,), tf.int32, name="label")
+    one_label = tf.TensorSpec((), tf.int32, name="label")
 
-    def encode(x):
-        posterior = vae.encoder(x)
-        return {"loc": posterior.mean(), "scale": posterior.stddev()}
+    def encode(x, label=None):
+        return vae.posterior_tensors(x, label)
 
-    def decode(z):
-        likelihood = vae.decoder(z)
+    def decode(z, label=None):
+        likelihood = vae._decode(z, label)
         return {"mean": likelihood.mean(), **vae.likelihood.named_parameters(likelihood)}
 
-    def sample(n):
-        return {"x": vae._decode(vae.stateful_latent_sample(n)).mean()}
+    def sample(n, label=None):
+        if label is None:
+            return {"x": vae._decode(vae.sample_latent(n)).mean()}
+        labels = tf.fill(tf.reshape(n, [1]), label)
+        x = vae._decode(vae.sample_latent(n), labels).mean()
+        return {"x": x, "num_classes": tf.fill([1], vae.num_classes)}
 
-    def reconstruct(x):
-        return {"x": vae(x)}
+    def reconstruct(x, label=None):
+        return {"x": vae._decode(vae._central_latent(x, label), label).mean()}
 
-    return {
-        "encode": (encode, [x_spec]),
-        "decode": (decode, [z_spec]),
-        "sample": (sample, [n_spec]),
-        "reconstruct": (reconstruct, [x_spec]),
+    endpoints = {
+        "encode": (encode, [x_spec], row_labels),
+        "decode": (decode, [z_spec], row_labels),
+        "sample": (sample, [n_spec], one_label),
+        "reconstruct": (reconstruct, [x_spec], row_labels),
     }
+    if vae.is_conditional:
+        return {name: (f, specs + [label]) for name, (f, specs, label) in endpoints.items()}
+    return {name: (_one_input(f), specs) for name, (f, specs, _) in endpoints.items()}
+
+
+def _one_input(function):
+    """`function` with only its first argument, so that its signature has one input."""
+
+    def endpoint(inputs):
+        return function(inputs)
+
+    return endpoint
 
 
 def _write_saved_model(vae: VAE, directory: Path, signatures: Sequence[str]) -> None:
@@ -140,8 +155,9 @@ def export_saved_model(
     Args:
         vae: a trained `tfvae.VAE`.
         path: the SavedModel folder to create.
-        signatures: which signatures to include (default: all four; all but `encode`
-            for a flow posterior or a VQ-VAE, which have no Gaussian loc and scale).
+        signatures: which signatures to include (default: all four). `encode`
+            returns `latent` (the model's central latent) and the posterior's
+            parameters (`tfvae.VAE.posterior_tensors`).
         overwrite: replace an existing `path`.
         allow_untrained: export a model that has taken no training step.
 
@@ -160,10 +176,7 @@ def export_saved_model(
     >>> served.signatures["decode"](z=tf.zeros((1, 20)))["mean"]
     """
     _check_trained(vae, allow_untrained)
-    if signatures is None:
-        gaussian = vae.has_gaussian_posterior
-        signatures = tuple(s for s in SIGNATURES if gaussian or s != "encode")
-    signatures = _check_signatures(signatures, vae)
+    signatures = _check_signatures(SIGNATURES if signatures is None else signatures)
     with atomic_output(path, overwrite) as partial:
         _write_saved_model(vae, partial, signatures)
     return Path(path)
@@ -223,7 +236,6 @@ def to_tflite(
     with tempfile.TemporaryDirectory(prefix="tfvae-export-") as scratch:
         if isinstance(source, VAE):
             _check_trained(source, allow_untrained)
-            _check_signatures(signatures, source)
             saved_model = Path(scratch) / "saved_model"
             _write_saved_model(source, saved_model, signatures)
         else:
@@ -302,7 +314,9 @@ class LiteRTModel:
             )
         try:
             self._interpreter = Interpreter(model_content=content, num_threads=num_threads)
-            self.signatures = tuple(sorted(self._interpreter.get_signature_list()))
+            listed = self._interpreter.get_signature_list()
+            self.signatures = tuple(sorted(listed))
+            self._inputs = {name: tuple(listed[name]["inputs"]) for name in listed}
             self._runners = {s: self._interpreter.get_signature_runner(s) for s in self.signatures}
         except Exception as error:
             raise ValueError(
@@ -345,15 +359,62 @@ class LiteRTModel:
             )
         return {k: np.asarray(v) for k, v in self._runners[signature](**inputs).items()}
 
-    def sample(self, n: int) -> np.ndarray:
-        """Returns `n` new samples (decoder means), float32 of shape `(n, *data_shape)`."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
-        return self.run("sample", n=np.array(n, np.int32))["x"]
+    @property
+    def is_conditional(self) -> bool:
+        """True when the signatures take a `label` (a conditional model)."""
+        return any("label" in inputs for inputs in self._inputs.values())
 
-    def decode(self, z) -> dict[str, np.ndarray]:
-        """Returns the decoder outputs (`mean` and the likelihood's parameters) for `z`."""
-        return self.run("decode", z=np.asarray(z, np.float32))
+    def sample(self, n: int, label: int | None = None) -> np.ndarray:
+        """Returns `n` new samples (decoder means), float32 of shape `(n, *data_shape)`.
+
+        Args:
+            n: how many, >= 1.
+            label: the class of all n samples: required by a conditional model's file,
+                refused by the others.
+
+        Raises:
+            ValueError: for a bad `n`, or a missing, unexpected or out-of-range label.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
+        inputs = {"n": np.array(n, np.int32), **self._label_input(label, "sample")}
+        outputs = self.run("sample", **inputs)
+        _check_label_range(label, outputs.get("num_classes"), self.path)
+        return outputs["x"]
+
+    def decode(self, z, label=None) -> dict[str, np.ndarray]:
+        """Returns the decoder outputs (`mean` and the likelihood's parameters) for `z`;
+        a conditional model's file also needs one `label` per row."""
+        z = np.asarray(z, np.float32)
+        labels = (
+            None if label is None else np.broadcast_to(np.asarray(label, np.int32), z.shape[:1])
+        )
+        return self.run("decode", z=z, **self._label_input(labels, "decode"))
+
+    def _label_input(self, label, signature: str) -> dict:
+        takes = "label" in self._inputs.get(signature, ())
+        if takes and label is None:
+            raise ValueError(
+                f"{str(self.path)!r} is a conditional model's file: pass a label "
+                "(--label in `tfvae sample`)."
+            )
+        if not takes and label is not None:
+            raise ValueError(
+                f"{str(self.path)!r} is not a conditional model's file; it takes no label."
+            )
+        return {} if label is None else {"label": np.asarray(label, np.int32)}
+
+
+def _check_label_range(label, num_classes, source) -> None:
+    """Raises for a label that is not below the model's `num_classes` (one_hot would
+    silently give a row of zeros)."""
+    if label is None or num_classes is None:
+        return
+    classes = int(np.asarray(num_classes).reshape(-1)[0])
+    if not 0 <= int(label) < classes:
+        raise ValueError(
+            f"The label must lie in [0, {classes}) for {str(source)!r}. Received: label={label}"
+        )
 
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -427,7 +488,8 @@ def load_vae(path) -> VAE:
 
 
 def load_sampler(path):
-    """Returns `sample(n) -> np.ndarray` for a `.keras` file, SavedModel folder or `.tflite` file.
+    """Returns `sample(n, label=None) -> np.ndarray` for a `.keras` file, a SavedModel
+    folder or a `.tflite` file. A conditional model needs the `label` of the samples.
 
     Raises:
         ValueError: if `path` is none of these, or cannot be read.
@@ -435,6 +497,7 @@ def load_sampler(path):
     Example:
 
     >>> images = load_sampler("run/model.tflite")(64)
+    >>> sevens = load_sampler("cvae/saved_model")(64, label=7)
     """
     path = Path(path)
     if not path.exists():
@@ -447,12 +510,31 @@ def load_sampler(path):
                 f"{', '.join(signatures)}."
             )
         served = tf.saved_model.load(str(path)).signatures["sample"]
-        return lambda n: served(n=tf.constant(n, tf.int32))["x"].numpy()
+        takes_label = "label" in served.structured_input_signature[1]
+
+        def sample_saved_model(n, label=None):
+            if takes_label != (label is not None):
+                raise ValueError(
+                    f"The SavedModel {str(path)!r} "
+                    + (
+                        "is a conditional model's: pass a label."
+                        if takes_label
+                        else "takes no label."
+                    )
+                )
+            inputs = {"n": tf.constant(n, tf.int32)}
+            if takes_label:
+                inputs["label"] = tf.constant(label, tf.int32)
+            outputs = served(**inputs)
+            _check_label_range(label, outputs.get("num_classes"), path)
+            return outputs["x"].numpy()
+
+        return sample_saved_model
     if path.suffix == ".tflite":
         return LiteRTModel(path).sample
     if path.suffix == ".keras":
         vae = load_vae(path)
-        return lambda n: np.asarray(vae.sample(n))
+        return lambda n, label=None: np.asarray(vae.sample(n, labels=label))
     raise ValueError(
         f"Cannot tell what {str(path)!r} is. Expected a .keras file, a SavedModel folder "
         "or a .tflite file."

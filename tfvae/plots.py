@@ -116,6 +116,19 @@ def save_image_grid(images, path, columns: int | None = None, scale: int | None 
     return path
 
 
+def _labels_for(vae, labels, n: int):
+    """The labels of n examples for a conditional model (a scalar label is repeated)."""
+    if not vae.is_conditional:
+        return vae._label_batch(labels, n)  # refuses labels
+    if labels is None:
+        raise ValueError(
+            f"{type(vae).__name__} is conditional: this plot needs a label (labels=, or "
+            "--label in `tfvae plot`)."
+        )
+    labels = np.asarray(labels)
+    return np.full((n,), labels) if labels.ndim == 0 else labels[:n]
+
+
 def plot_samples(vae, path, n: int = 64, seed: int | None = None, labels=None) -> Path:
     """Writes a grid of `n` prior samples (means of p(x|z), z ~ p(z)) to `path`.
 
@@ -126,29 +139,27 @@ def plot_samples(vae, path, n: int = 64, seed: int | None = None, labels=None) -
 
     >>> tfvae.plots.plot_samples(vae, "samples.png", n=64, seed=0)
     """
-    num_classes = getattr(vae, "num_classes", None)
-    if num_classes:
-        labels = np.arange(n) % num_classes if labels is None else labels
-        samples = np.asarray(vae.sample(n, labels=labels, seed=seed))
-        return save_image_grid(as_images(samples, vae.data_shape), path, columns=num_classes)
-    samples = np.asarray(vae.sample(n, seed=seed))
-    return save_image_grid(as_images(samples, vae.data_shape), path)
+    columns = None
+    if vae.is_conditional:
+        labels = np.arange(n) % vae.num_classes if labels is None else _labels_for(vae, labels, n)
+        columns = vae.num_classes
+    samples = np.asarray(vae.sample(n, labels=labels, seed=seed))
+    return save_image_grid(as_images(samples, vae.data_shape), path, columns=columns)
 
 
 def plot_reconstructions(vae, x, path, n: int = 32, labels=None) -> Path:
     """Writes input/reconstruction pairs (inputs on odd rows, reconstructions below).
 
-    `labels` are needed for a conditional VAE.
+    `labels` (one per example) are needed for a conditional VAE (and ignored otherwise,
+    so a split's labels can always be passed).
 
     Example:
 
     >>> tfvae.plots.plot_reconstructions(vae, x_test[:32], "reconstructions.png")
     """
     x = np.asarray(x, dtype=np.float32)[:n]
-    if getattr(vae, "num_classes", None):
-        reconstructions = np.asarray(vae.reconstruct(x, labels=np.asarray(labels)[:n]))
-    else:
-        reconstructions = np.asarray(vae.reconstruct(x))
+    labels = _labels_for(vae, labels, len(x)) if vae.is_conditional else None
+    reconstructions = np.asarray(vae.reconstruct(x, labels=labels))
     columns = min(len(x), 8)
     rows = []
     for start in range(0, len(x), columns):
@@ -157,56 +168,75 @@ def plot_reconstructions(vae, x, path, n: int = 32, labels=None) -> Path:
     return save_image_grid(as_images(pairs, vae.data_shape), path, columns=columns)
 
 
-def _posterior_means(vae, x) -> np.ndarray:
-    return np.asarray(vae.encode(np.asarray(x, np.float32)).mean())
+def _central_latents(vae, x, labels=None) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return np.asarray(vae.central_latent(x, labels=labels))
 
 
-def _decode_means(vae, z) -> np.ndarray:
-    return np.asarray(vae.decode(np.asarray(z, np.float32)).mean())
+def _decode_means(vae, z, labels=None) -> np.ndarray:
+    return np.asarray(vae.decode(np.asarray(z, np.float32), labels=labels).mean())
 
 
-def plot_interpolation(vae, x_start, x_end, path, steps: int = 10) -> Path:
-    """Decodes `steps` points on the line between the posterior means of two inputs.
+def plot_interpolation(vae, x_start, x_end, path, steps: int = 10, label=None) -> Path:
+    """Decodes `steps` points on the line between the central latents of two inputs.
 
-    The first and last columns are the two inputs themselves.
+    The first and last columns are the two inputs themselves. A conditional VAE needs
+    the `label` both inputs are encoded and decoded with (pick two of one class).
 
     Example:
 
     >>> tfvae.plots.plot_interpolation(vae, x_test[0], x_test[1], "interpolation.png")
     """
     ends = np.stack([np.asarray(x_start, np.float32), np.asarray(x_end, np.float32)])
-    z_start, z_end = _posterior_means(vae, ends)
-    weights = np.linspace(0.0, 1.0, steps)[:, np.newaxis]
-    decoded = _decode_means(vae, (1 - weights) * z_start + weights * z_end)
+    z_start, z_end = _central_latents(vae, ends, _labels_for(vae, label, 2))
+    weights = np.linspace(0.0, 1.0, steps).reshape((-1,) + (1,) * z_start.ndim)
+    path_z = (1 - weights) * z_start + weights * z_end
+    decoded = _decode_means(vae, path_z, _labels_for(vae, label, steps))
     row = np.concatenate([ends[:1], decoded, ends[1:]])
     return save_image_grid(as_images(row, vae.data_shape), path, columns=len(row))
 
 
-def plot_traversal(vae, x, path, dims=None, span: float = 3.0, steps: int = 9) -> Path:
+def _refuse_discrete(vae, what: str) -> None:
+    if vae.latent_is_discrete:
+        raise ValueError(
+            f"The {what} sweeps continuous latent dimensions; {type(vae).__name__}'s latent is "
+            "a grid of discrete codes (draw samples, reconstructions, an interpolation or "
+            "the latent map instead)."
+        )
+
+
+def plot_traversal(vae, x, path, dims=None, span: float = 3.0, steps: int = 9, label=None) -> Path:
     """One row per latent dimension: that dimension swept over [-span, span], others fixed.
 
-    The sweep starts from the posterior mean of `x` (one example).
+    The sweep starts from the central latent of `x` (one example); a conditional VAE
+    needs the `label` it is encoded and decoded with.
+
+    Raises:
+        ValueError: for a discrete latent (VQ-VAE), where there is nothing to sweep.
 
     Example:
 
     >>> tfvae.plots.plot_traversal(vae, x_test[0], "traversal.png", dims=range(10))
     """
-    z = _posterior_means(vae, np.asarray(x, np.float32)[np.newaxis])[0]
+    _refuse_discrete(vae, "traversal")
+    z = _central_latents(vae, np.asarray(x, np.float32)[np.newaxis], _labels_for(vae, label, 1))[0]
     dims = list(range(vae.latent_dim) if dims is None else dims)
     values = np.linspace(-span, span, steps)
     rows = np.repeat(z[np.newaxis], len(dims) * steps, axis=0)
     for i, dim in enumerate(dims):
         rows[i * steps : (i + 1) * steps, dim] = values
-    return save_image_grid(as_images(_decode_means(vae, rows), vae.data_shape), path, columns=steps)
+    decoded = _decode_means(vae, rows, _labels_for(vae, label, len(rows)))
+    return save_image_grid(as_images(decoded, vae.data_shape), path, columns=steps)
 
 
-def plot_manifold(vae, path, n: int = 15, span: float = 0.95) -> Path:
+def plot_manifold(vae, path, n: int = 15, span: float = 0.95, label=None) -> Path:
     """For a 2-D latent: decodes an n x n grid of z at normal quantiles (Kingma & Welling).
 
     Raises:
-        ValueError: if the latent is not 2-D.
+        ValueError: if the latent is not a continuous 2-D vector.
     """
-    if vae.latent_dim != 2:
+    _refuse_discrete(vae, "manifold plot")
+    if vae.latent_shape != (2,):
         raise ValueError(
             f"The manifold plot needs a 2-D latent. Received: latent_dim="
             f"{vae.latent_dim} (use plot_latent_map or plot_traversal)."
@@ -215,7 +245,8 @@ def plot_manifold(vae, path, n: int = 15, span: float = 0.95) -> Path:
 
     grid = tfp.distributions.Normal(0.0, 1.0).quantile(np.linspace(1 - span, span, n)).numpy()
     z = np.array([[a, b] for b in grid[::-1] for a in grid])
-    return save_image_grid(as_images(_decode_means(vae, z), vae.data_shape), path, columns=n)
+    decoded = _decode_means(vae, z, _labels_for(vae, label, len(z)))
+    return save_image_grid(as_images(decoded, vae.data_shape), path, columns=n)
 
 
 def _figure(figsize):
@@ -236,16 +267,19 @@ def _save_figure(plt, figure, path) -> Path:
 
 
 def plot_latent_map(vae, x, labels, path, figsize=(6, 6)) -> Path:
-    """Scatters the posterior means of `x` in 2-D, coloured by label.
+    """Scatters the central latents of `x` in 2-D, coloured by label.
 
-    Latents of more than 2 dimensions are projected on their first two principal
-    components. The image is `figsize` x 100 pixels.
+    Latents of more than 2 dimensions (flattened, for a VQ-VAE's grid of code vectors)
+    are projected on their first two principal components. A conditional VAE encodes
+    each example with its own label. The image is `figsize` x 100 pixels.
 
     Example:
 
     >>> tfvae.plots.plot_latent_map(vae, x_test, y_test, "latent_map.png")
     """
-    means = _posterior_means(vae, x).astype(np.float64)
+    condition = np.asarray(labels) if vae.is_conditional else None
+    means = _central_latents(vae, x, condition).astype(np.float64)
+    means = means.reshape(len(means), -1)
     if means.shape[1] > 2:
         centred = means - means.mean(axis=0)
         _, _, components = np.linalg.svd(centred, full_matrices=False)
@@ -260,7 +294,7 @@ def plot_latent_map(vae, x, labels, path, figsize=(6, 6)) -> Path:
     figure.colorbar(points, ax=ax, label="label")
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
-    ax.set_title("Posterior means")
+    ax.set_title("Central latents")
     return _save_figure(plt, figure, path)
 
 

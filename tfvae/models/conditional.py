@@ -86,6 +86,12 @@ class ConditionalVAE(VAE):
         z = self._central_latent(x, y, training=training)
         return self._decode(z, y, training=training).mean()
 
+    @property
+    def _default_save_signature(self):
+        """None: Keras would trace `call(x)` for a SavedModel, but this model is called on
+        (x, labels); `tfvae.export` writes signatures that take both."""
+        return None
+
     def _labels(self, labels, n: int) -> np.ndarray:
         labels = np.asarray(labels)
         if labels.ndim == 0:
