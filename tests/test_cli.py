@@ -271,3 +271,50 @@ def test_export_never_replaces_an_existing_file_without_overwrite(trained_run):
         "export", str(trained_run), "--format", "tflite", "--out", str(target), "--overwrite"
     )
     assert result.returncode == 0 and target.read_bytes()[4:8] == b"TFL3"
+
+
+def test_another_models_flag_is_refused_in_one_line(tmp_path):
+    result = run_here("train", "--model", "vae", "--k", "50", "--output-dir", str(tmp_path / "r"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "--k applies to --model iwae, not --model vae" in result.stderr
+    assert not (tmp_path / "r").exists()
+    help_text = run_here("train", "--help").stdout
+    for name, (option, models) in tfvae.models.registry.options_by_name().items():
+        assert option.flag in help_text and all(m in help_text for m in models), name
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory, shared_data):
+    """A short MNIST run (28 x 28 images, not the 8 x 8 digits), prepared offline."""
+    run_dir = tmp_path_factory.mktemp("mnist") / "run"
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    result = run_here(
+        "train", "--dataset", "mnist", "--split", "train[:512]", "--validation-split",
+        "test[:256]", "--manual-dir", str(shared_data), "--data-dir", data_dir, "--epochs", "1",
+        "--latent-dim", "4", "--output-dir", str(run_dir),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["jit_compile"] == "auto" and isinstance(config["xla"], bool)  # the flag kept
+    return run_dir, ["--manual-dir", str(shared_data), "--data-dir", data_dir]
+
+
+def test_plot_and_evaluate_a_checkpoint_with_its_runs_data(mnist_run):
+    run_dir, source = mnist_run
+    (checkpoint,) = (run_dir / "checkpoints").glob("ckpt-*")
+    result = run_here("plot", str(checkpoint), "--what", "reconstructions", *source)
+    assert result.returncode == 0, result.stderr
+    picture = run_dir / "plots" / f"{checkpoint.name}-reconstructions.png"
+    assert matplotlib.image.imread(picture).shape[:2] == ((8 * 29 + 1) * 2,) * 2  # 28 x 28
+    result = run_here("evaluate", str(checkpoint), "--k", "10", "--examples", "100", *source)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run_dir / f"{checkpoint.name}-metrics.json").read_text())
+    assert metrics["dataset"] == "mnist" and metrics["log_likelihood"] > metrics["elbo"]
+    # A model file with no run config anywhere above it: one line asking for --dataset.
+    alone = run_dir.parent / "alone" / "deeper" / "still" / "vae.keras"
+    alone.parent.mkdir(parents=True)
+    alone.write_bytes((checkpoint / "model.keras").read_bytes())
+    result = run_here("plot", str(alone), "--what", "reconstructions", *source)
+    assert result.returncode == 2 and "pass --dataset" in result.stderr, result.stderr
+    result = run_here("plot", str(alone), "--what", "latent_map", "--dataset", "mnist", *source)
+    assert result.returncode == 0, result.stderr

@@ -62,7 +62,7 @@ def test_bad_arguments():
         tfvae.evaluation.importance_sampled_log_likelihood(vae, np.zeros((2, 8, 8, 1)), k=0)
     with pytest.raises(ValueError, match=r"must have shape \(batch, 8, 8, 1\)"):
         tfvae.evaluation.importance_sampled_log_likelihood(vae, np.zeros((2, 64)), k=2)
-    with pytest.raises(ValueError, match="needs a continuous prior p.z.; VQVAE has none"):
+    with pytest.raises(ValueError, match="needs a density p.x.; VQVAE has none"):
         tfvae.evaluation.importance_sampled_log_likelihood(
             tfvae.models.build("vqvae", (8, 8, 1), latent_dim=2), np.zeros((2, 8, 8, 1)), k=2
         )

@@ -88,20 +88,66 @@ def assert_same_run(run_dir, uninterrupted):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
 
 
-def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, uninterrupted):
+def wait_for(condition, process, what: str, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"training ended before {what}: {process.communicate()}")
+        time.sleep(0.02)
+    process.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def checkpoint_count(run_dir) -> int:
+    return len(list((run_dir / "checkpoints").glob("ckpt-*")))
+
+
+#: When to SIGKILL `tfvae train`, each a moment that leaves a different run folder behind.
+KILL_MOMENTS = {
+    # While Python imports TensorFlow: no run folder yet.
+    "at_start": lambda run_dir: True,
+    # As soon as config.json is there: no checkpoint yet (the resumed run must compile
+    # a new model from the config's flags; this raised KeyError: True before).
+    "before_the_first_checkpoint": lambda run_dir: (run_dir / "config.json").is_file(),
+    # Into the second epoch.
+    "mid_epoch": lambda run_dir: checkpoint_count(run_dir) >= 1,
+    # The moment the last epoch's checkpoint is renamed into place, before the model,
+    # history and pictures are written.
+    "right_after_the_last_checkpoint": lambda run_dir: checkpoint_count(run_dir) >= EPOCHS,
+}
+
+
+@pytest.mark.parametrize("moment", KILL_MOMENTS)
+def test_a_run_killed_at_any_moment_resumes_to_the_same_weights(tmp_path, uninterrupted, moment):
     run_dir = tmp_path / "run"
     process = start(*FLAGS, "--output-dir", str(run_dir))
-    wait_for_checkpoint(run_dir, process)
-    time.sleep(0.3)  # into the next epoch
+    wait_for(lambda: KILL_MOMENTS[moment](run_dir), process, moment)
+    if moment == "mid_epoch":
+        time.sleep(0.3)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert process.returncode == -signal.SIGKILL
-    assert not (run_dir / "model.keras").exists()
+    kept = {p.name for p in (run_dir / "checkpoints").glob("ckpt-*")}
+    if kept:
+        expected = "resuming from"
+    elif (run_dir / "config.json").is_file():
+        expected = "no checkpoint in"
+    else:
+        expected = "nothing to resume"
 
-    result = train("--resume", "--output-dir", str(run_dir))
+    # `--resume` with the flags (a job scheduler re-runs the same command): it resumes
+    # from the newest checkpoint, or starts the run when there is none yet.
+    result = train(*FLAGS, "--resume", "--output-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
-    assert "resuming from" in result.stdout
+    assert expected in result.stdout, result.stdout
+    assert kept <= {p.name for p in (run_dir / "checkpoints").glob("ckpt-*")}  # none lost
     assert_same_run(run_dir, uninterrupted)
+    if moment == "before_the_first_checkpoint":  # and once more, on a finished run
+        again = train("--resume", "--output-dir", str(run_dir))
+        assert again.returncode == 0, again.stderr
+        assert_same_run(run_dir, uninterrupted)
 
 
 def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_to_the_same_weights(
@@ -124,11 +170,21 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_to_the_same_weights(
     assert_same_run(run_dir, uninterrupted)
 
 
-def test_resume_without_a_run_folder_is_a_one_line_error(tmp_path):
-    result = train("--resume", "--output-dir", str(tmp_path / "nothing"))
+def test_resume_of_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not a run")
+    result = train("--resume", "--output-dir", str(tmp_path / "other"))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "has no config.json" in result.stderr
+    for damaged in ("{not json", "[1, 2]"):
+        run_dir = tmp_path / f"damaged{len(damaged)}"
+        run_dir.mkdir()
+        (run_dir / "config.json").write_text(damaged)
+        result = train("--resume", "--output-dir", str(run_dir))
+        assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
+        assert "run config" in result.stderr
+        assert (run_dir / "config.json").read_text() == damaged  # nothing saved is lost
 
 
 def test_resume_refuses_when_every_checkpoint_is_damaged(tmp_path):

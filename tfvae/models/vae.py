@@ -4,10 +4,17 @@
     loss(x) = distortion + beta * rate
 
 `VAE.loss_terms` computes the per-example terms; it is the one method that variants
-override. `train_step` and `test_step` are written once, here.
+override. `train_step` and `test_step` are written once, here. The methods every tool
+calls (`encode`, `central_latent`, `decode`, `sample_latent`, `log_importance_weights`)
+are the contract written down in `tfvae/models/__init__.py`.
+
+Importance weights, for k draws z_i ~ q(z|x):
+
+    log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x),  L_k = logsumexp_i log w_i - log k
 
 References:
     Kingma, D. P. & Welling, M. (2014). Auto-Encoding Variational Bayes. ICLR.
+    Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance Weighted Autoencoders. ICLR.
     Higgins, I. et al. (2017). beta-VAE: Learning Basic Visual Concepts with a
         Constrained Variational Framework. ICLR.
 """
@@ -58,6 +65,14 @@ def _tiled(t, k) -> tf.Tensor:
     """`t` repeated k times along its first axis (k copies of the batch, one after another)."""
     t = tf.convert_to_tensor(t)
     return tf.tile(t, tf.concat([[k], tf.ones_like(tf.shape(t)[1:])], 0))
+
+
+def _stateless(seed, stream: int = 0):
+    """An int seed as TFP's stateless seed pair, so the same int gives the same draws
+    (TFP treats a bare int as a stateful op seed, which draws anew on every call)."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return tf.constant([int(seed), stream], tf.int32)
+    return seed
 
 
 def _central_point(posterior: tfd.Distribution) -> tf.Tensor:
@@ -245,7 +260,17 @@ class VAE(keras.Model):
         return type(layer) is MultivariateNormalDiag
 
     def prior_distribution(self) -> tfd.Distribution:
-        """Returns p(z) (the VampPrior builds it through the encoder)."""
+        """Returns p(z) (the VampPrior builds it through the encoder).
+
+        Raises:
+            ValueError: for a model without a prior layer (VQ-VAE, hierarchical VAE),
+                whose prior only `sample_latent` draws from.
+        """
+        if self.prior is None:
+            raise ValueError(
+                f"{type(self).__name__} has no prior layer p(z): its prior is drawn from by "
+                "sample_latent (uniform codes, or the top-down layers)."
+            )
         return self.prior.distribution(encoder=self.encoder)
 
     def _checked(self, x, name="x"):
@@ -343,7 +368,7 @@ class VAE(keras.Model):
         """
         if seed is None:
             return self.prior.stateful_sample(n, encoder=self.encoder)
-        return self.prior_distribution().sample(n, seed=seed)
+        return self.prior_distribution().sample(n, seed=_stateless(seed))
 
     def sample(self, n: int, labels=None, seed=None, output: str = "mean") -> tf.Tensor:
         """Draws `n` examples: z from the prior (`sample_latent`), then x through the decoder.
@@ -370,7 +395,7 @@ class VAE(keras.Model):
         likelihood = self._decode(self.sample_latent(n, seed), self._label_batch(labels, n))
         if output == "mean":
             return likelihood.mean()
-        return tf.cast(likelihood.sample(seed=seed), tf.float32)
+        return tf.cast(likelihood.sample(seed=_stateless(seed, 1)), tf.float32)
 
     def log_importance_weights(self, x, k: int, labels=None, seed=None) -> tf.Tensor:
         """Returns log p(x, z_i) - log q(z_i|x) for k draws z_i ~ q(z|x), shape `(k, batch)`.
@@ -393,7 +418,7 @@ class VAE(keras.Model):
         self.require_density("log_importance_weights")
         x = self._checked(x)
         y = self._label_batch(labels, x)
-        return self._importance_sample(x, y, int(k), seed).log_weights
+        return self._importance_sample(x, y, int(k), _stateless(seed)).log_weights
 
     def require_density(self, what: str) -> None:
         """Raises a one-line ValueError when the model has no density p(x) for `what`."""

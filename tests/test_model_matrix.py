@@ -1,0 +1,237 @@
+"""Every model x every tool: each cell works (with numbers checked) or refuses in one line.
+
+Each model is trained once from the command line (`tfvae train --model M`, embedded
+digits, 1 epoch, 4-D latent) and shared by its cells. The README lists the cells.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import subprocess
+
+import keras
+import matplotlib.image
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import tfvae
+from tfvae import cli, export, models, plots
+
+LATENT_DIM = 4
+SIDE = 8  # digits are 8 x 8
+SCALE = 64 // SIDE  # save_image_grid's default enlargement
+
+#: The cells that are undefined, and the words their one-line refusal must contain.
+REFUSED = {
+    ("vqvae", "traversal"): "discrete codes",
+    ("vqvae", "manifold"): "discrete codes",
+    ("vqvae", "log_likelihood"): "needs a density",
+}
+REFUSED.update({(name, "manifold"): "2-D latent" for name in models.MODELS if name != "vqvae"})
+
+
+def run_here(*args):
+    """`cli.main(args)` in this process, with its exit status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = cli.main([str(a) for a in args])
+        except SystemExit as exit:
+            status = exit.code
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
+
+
+def assert_refused(result, words: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("tfvae "), result.stderr[-2000:]
+    assert words in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One trained run folder per model, made by `tfvae train`."""
+    root = tmp_path_factory.mktemp("matrix")
+    folders = {}
+    for name in models.MODELS:
+        folder = root / name
+        own = ["--num-pseudo-inputs", 10] if name == "vamp_prior" else []
+        flags = ["--epochs", 1, "--latent-dim", LATENT_DIM, "--batch-size", 64, *own]
+        flags += ["--jit-compile", "off"]  # XLA per model is tested in test_models.py
+        result = run_here("train", "--model", name, *flags, "--output-dir", folder)
+        assert result.returncode == 0, (name, result.stderr[-3000:])
+        folders[name] = folder
+    return folders
+
+
+@pytest.fixture(scope="module")
+def test_digits():
+    return tfvae.data.load_arrays("digits", "test")
+
+
+def mosaic_size(count: int, columns: int) -> tuple[int, int]:
+    rows = math.ceil(count / columns)
+    return (rows * (SIDE + 1) + 1) * SCALE, (columns * (SIDE + 1) + 1) * SCALE
+
+
+def expected_png_size(name: str, what: str) -> tuple[int, int]:
+    if what == "samples":
+        return mosaic_size(64, 10 if name == "conditional" else 8)
+    if what == "reconstructions":
+        return mosaic_size(64, 8)  # 32 inputs and their 32 reconstructions
+    if what == "interpolation":
+        return mosaic_size(12, 12)
+    if what == "traversal":
+        return mosaic_size(LATENT_DIM * 9, 9)
+    return {"latent_map": (600, 600), "curves": (600, 800)}[what]
+
+
+@pytest.mark.parametrize("what", plots.PLOTS)
+@pytest.mark.parametrize("name", models.MODELS)
+def test_plot(runs, name, what, tmp_path):
+    out = tmp_path / f"{what}.png"
+    label = ["--label", 3] if name == "conditional" and what != "reconstructions" else []
+    result = run_here("plot", runs[name], "--what", what, "--out", out, *label)
+    if (name, what) in REFUSED:
+        assert_refused(result, REFUSED[name, what])
+        assert not out.exists()
+        return
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = matplotlib.image.imread(out)
+    assert image.shape[:2] == expected_png_size(name, what)
+    assert np.isfinite(image).all() and image.std() > 0.01  # a picture, not a blank
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_log_likelihood_is_above_the_elbo(runs, name):
+    result = run_here("evaluate", runs[name], "--k", 100)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((runs[name] / "metrics.json").read_text())
+    assert np.isfinite([metrics["elbo"], metrics["rate"], metrics["distortion"]]).all()
+    if (name, "log_likelihood") in REFUSED:
+        assert metrics["log_likelihood"] is None
+        assert REFUSED[name, "log_likelihood"] in metrics["not_measured"]["log_likelihood"]
+        return
+    # log p(x) >= L_k >= ELBO in expectation; over 360 examples the gap is far above noise.
+    assert metrics["log_likelihood"] > metrics["elbo"], metrics
+    assert metrics["log_likelihood"] - metrics["elbo"] < 10, metrics
+    assert metrics["log_likelihood_of"] == ("log p(x | y)" if name == "conditional" else "log p(x)")
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_tensorboard_callbacks_wrote_images_and_latent_scalars(runs, name):
+    images = EventAccumulator(str(runs[name] / "logs" / "images"), size_guidance={"tensors": 0})
+    images.Reload()
+    assert {"reconstructions", "samples"} <= set(images.Tags()["tensors"])
+    latent = EventAccumulator(str(runs[name] / "logs" / "latent"), size_guidance={"tensors": 0})
+    latent.Reload()
+    tags = set(latent.Tags()["tensors"])
+    assert "beta" in tags
+    gaussian = name in ("vae", "beta_vae", "free_bits", "iwae", "conditional")
+    assert ("active_units" in tags) == gaussian, tags
+    assert ("kl_per_dimension" in tags) == gaussian, tags
+
+
+def model_inputs(vae, x, y):
+    """Keyword inputs of the exported signatures (conditional models take a label)."""
+    return {"label": y.astype(np.int32)} if vae.is_conditional else {}
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_keras_round_trip_keeps_every_output(runs, name, test_digits, tmp_path):
+    x, y = test_digits[0][:20], test_digits[1][:20]
+    vae = export.load_vae(runs[name])
+    vae.save(tmp_path / "again.keras")
+    loaded = keras.models.load_model(tmp_path / "again.keras", safe_mode=True)
+    assert type(loaded) is type(vae)
+    assert len(loaded.weights) == len(vae.weights)
+    for a, b in zip(vae.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    labels = y if vae.is_conditional else None
+    np.testing.assert_array_equal(
+        loaded.central_latent(x, labels=labels), vae.central_latent(x, labels=labels)
+    )
+    np.testing.assert_array_equal(
+        loaded.reconstruct(x, labels=labels), vae.reconstruct(x, labels=labels)
+    )
+    q = loaded.encode(x, labels=labels)
+    z = q.sample(seed=1)
+    assert np.isfinite(loaded.decode(z, labels=labels).mean()).all()  # decode takes encode's
+    draws = loaded.sample(5, labels=3 if vae.is_conditional else None, seed=2)
+    again = vae.sample(5, labels=3 if vae.is_conditional else None, seed=2)
+    np.testing.assert_array_equal(draws, again)
+
+
+@pytest.fixture(scope="module")
+def exported(runs):
+    """Each model's SavedModel and float32 .tflite file (all four signatures)."""
+    files = {}
+    for name, folder in runs.items():
+        vae = export.load_vae(folder)
+        saved = export.export_saved_model(vae, folder / "saved_model")
+        lite = export.to_tflite(saved, folder / "model.tflite", signatures=export.SIGNATURES)
+        files[name] = (vae, saved, lite)
+    return files
+
+
+def keras_outputs(vae, x, y, z):
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    labels = y if vae.is_conditional else None
+    decoded = vae.decode(z, labels=labels)
+    tensors = vae.posterior_tensors(x, None if labels is None else vae._label_batch(labels, x))
+    return {
+        "encode": {k: np.asarray(v) for k, v in tensors.items()},
+        "decode": {"mean": np.asarray(decoded.mean())},
+        "reconstruct": {"x": np.asarray(vae.reconstruct(x, labels=labels))},
+    }
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_saved_model_and_litert_agree_with_keras(exported, name, test_digits):
+    import tensorflow as tf
+
+    vae, saved, lite = exported[name]
+    x, y = test_digits[0][:16].astype(np.float32), test_digits[1][:16]
+    z = np.asarray(vae.central_latent(x, labels=y if vae.is_conditional else None))
+    expected = keras_outputs(vae, x, y, z)
+    served = tf.saved_model.load(str(saved)).signatures
+    runner = export.LiteRTModel(lite)
+    assert set(runner.signatures) == set(export.SIGNATURES)
+    label = model_inputs(vae, x, y)
+    inputs = {"encode": {"x": x}, "decode": {"z": z}, "reconstruct": {"x": x}}
+    for signature, want in expected.items():
+        feed = {**inputs[signature], **label}
+        from_saved = served[signature](**{k: tf.constant(v) for k, v in feed.items()})
+        from_lite = runner.run(signature, **feed)
+        for key, value in want.items():
+            np.testing.assert_allclose(from_saved[key].numpy(), value, atol=1e-4)
+            np.testing.assert_allclose(from_lite[key], value, atol=1e-4)
+    # Sampling is random: fresh, finite draws of the right shape, in the data's range.
+    extra = {"label": np.int32(3)} if vae.is_conditional else {}
+    first = runner.run("sample", n=np.int32(6), **extra)["x"]
+    second = runner.run("sample", n=np.int32(6), **extra)["x"]
+    assert first.shape == (6, SIDE, SIDE, 1) and np.isfinite(first).all()
+    assert 0 <= first.min() and first.max() <= 1 and not np.array_equal(first, second)
+    assert lite.stat().st_size > 20_000  # the weights are in the file
+
+
+@pytest.mark.parametrize("fmt", ["keras", "saved_model", "tflite"])
+@pytest.mark.parametrize("name", models.MODELS)
+def test_sample_command(exported, runs, name, fmt, tmp_path):
+    source = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "model.tflite"}
+    out = tmp_path / "grid.png"
+    label = ["--label", 3] if name == "conditional" else []
+    result = run_here("sample", runs[name] / source[fmt], "-n", 16, "--out", out, *label)
+    assert result.returncode == 0, result.stderr[-3000:]
+    image = matplotlib.image.imread(out)
+    assert image.shape[:2] == mosaic_size(16, 4) and image.std() > 0.01
+    if name == "conditional":  # without the label it needs, one line
+        assert_refused(
+            run_here("sample", runs[name] / source[fmt], "--out", tmp_path / "b.png"), "label"
+        )
