@@ -1,8 +1,6 @@
 """The `tfvae` command, run as a user runs it: in a subprocess (`run`), and, where a
 test runs many commands, in this process (`run_here`, the same `cli.main`)."""
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -12,10 +10,11 @@ import keras
 import matplotlib.image
 import numpy as np
 import pytest
+from conftest import run_here
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import tfvae
-from tfvae import cli, data
+from tfvae import data
 
 SCALARS = {"epoch_loss", "epoch_distortion", "epoch_rate", "epoch_elbo"}
 
@@ -31,17 +30,6 @@ def run(*args, cwd=None, env=None):
         env=full_env,
         timeout=600,
     )
-
-
-def run_here(*args):
-    """`cli.main(args)` in this process, with its exit status and output like `run`'s."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = cli.main(list(args))
-        except SystemExit as exit:  # argparse's usage errors
-            status = exit.code
-    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 def scalar_tags(folder):
@@ -74,8 +62,9 @@ def test_train_on_the_embedded_default_writes_a_complete_run(tmp_path):
     assert config["dataset"] == "digits" and config["epochs"] == 3
     # The training defaults chosen by benchmarks/run.py are the ones `tfvae train` used.
     assert config["steps_per_execution"] == tfvae.training.DEFAULT_STEPS_PER_EXECUTION
-    assert config["jit_compile"] is tfvae.training.auto_jit_compile(vae)
-    assert config["fused_steps"] is config["jit_compile"]
+    assert config["jit_compile"] == "auto"  # the flag as given, so --resume can reuse it
+    assert config["xla"] is tfvae.training.auto_jit_compile(vae)  # what it resolved to
+    assert config["fused_steps"] is config["xla"]
     history = json.loads((run_dir / "history.json").read_text())
     assert len(history["loss"]) == 3 and len(history["val_elbo"]) == 3
 
@@ -284,10 +273,10 @@ def test_another_models_flag_is_refused_in_one_line(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def mnist_run(tmp_path_factory, shared_data):
+def mnist_run(tmp_path_factory, shared_data, tfds_dir):
     """A short MNIST run (28 x 28 images, not the 8 x 8 digits), prepared offline."""
     run_dir = tmp_path_factory.mktemp("mnist") / "run"
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    data_dir = tfds_dir
     result = run_here(
         "train", "--dataset", "mnist", "--split", "train[:512]", "--validation-split",
         "test[:256]", "--manual-dir", str(shared_data), "--data-dir", data_dir, "--epochs", "1",

@@ -238,6 +238,7 @@ def test_xla_is_off_under_a_strategy_and_an_explicit_request_warns():
         assert training.uses_distributed_steps(vae) and not training.uses_fused_steps(vae)
 
 
+@pytest.mark.slow  # two worker processes trained, stopped and resumed (about a minute)
 def test_sigterm_to_one_worker_stops_all_at_one_step_and_all_resume(tmp_path):
     # SIGTERM reaches worker 1 only (not the one that writes checkpoints). The workers
     # agree at every batch end, so both stop after the same step: worker 0 writes a

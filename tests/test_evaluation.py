@@ -95,36 +95,3 @@ def test_anomaly_scores_rank_noise_above_digits(digits):
     for name in ("negative_elbo", "reconstruction_error"):
         assert normal[name].shape == (360,) and odd[name].shape == (100,)
         assert np.median(odd[name]) > np.quantile(normal[name], 0.9), name
-
-
-def test_evaluate_command_writes_metrics(tmp_path):
-    import json
-    import subprocess
-    import sys
-
-    run = tmp_path / "run"
-    command = [sys.executable, "-m", "tfvae"]
-    trained = subprocess.run(
-        command + ["train", "--epochs", "2", "--output-dir", str(run)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert trained.returncode == 0, trained.stderr
-    result = subprocess.run(
-        command + ["evaluate", str(run), "--k", "50"], capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr
-    assert "log p(x), nats" in result.stdout and "active units" in result.stdout
-    metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("log_likelihood", "elbo", "rate", "distortion", "active_units"):
-        assert metrics[key] is not None, key
-    assert metrics["log_likelihood"] > metrics["elbo"] - 0.5  # L_50 is above the ELBO
-    assert metrics["examples"] == 360 and metrics["k"] == 50
-    missing = subprocess.run(
-        command + ["evaluate", str(tmp_path / "nowhere")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert missing.returncode == 2 and "No model at" in missing.stderr

@@ -64,6 +64,7 @@ def test_every_model_keeps_its_terms_float32_under_mixed_bfloat16(precision, dig
         assert not wrong, f"{name}: {wrong}"
 
 
+@pytest.mark.slow  # trains real MNIST in three precisions
 def test_mixed_precision_training_reaches_the_float32_test_elbo(precision, mnist_source):
     # Stated tolerance: a test ELBO within 2.5% of float32's after the same 188 batches
     # (6,000 MNIST images, 2 epochs of 64). Measured: bfloat16 0.3% and float16 1.4%

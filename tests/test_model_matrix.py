@@ -6,20 +6,18 @@ digits, 1 epoch, 4-D latent) and shared by its cells. The README lists the cells
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
-import subprocess
 
 import keras
 import matplotlib.image
 import numpy as np
 import pytest
+from conftest import run_here
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import tfvae
-from tfvae import cli, export, models, plots
+from tfvae import export, models, plots
 
 LATENT_DIM = 4
 SIDE = 8  # digits are 8 x 8
@@ -32,17 +30,6 @@ REFUSED = {
     ("vqvae", "log_likelihood"): "needs a density",
 }
 REFUSED.update({(name, "manifold"): "2-D latent" for name in models.MODELS if name != "vqvae"})
-
-
-def run_here(*args):
-    """`cli.main(args)` in this process, with its exit status, stdout and stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = cli.main([str(a) for a in args])
-        except SystemExit as exit:
-            status = exit.code
-    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 def assert_refused(result, words: str) -> None:
@@ -110,6 +97,7 @@ def test_plot(runs, name, what, tmp_path):
 def test_log_likelihood_is_above_the_elbo(runs, name):
     result = run_here("evaluate", runs[name], "--k", 100)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "ELBO, nats" in result.stdout and "active units" in result.stdout  # the table
     metrics = json.loads((runs[name] / "metrics.json").read_text())
     assert np.isfinite([metrics["elbo"], metrics["rate"], metrics["distortion"]]).all()
     if (name, "log_likelihood") in REFUSED:
@@ -235,3 +223,9 @@ def test_sample_command(exported, runs, name, fmt, tmp_path):
         assert_refused(
             run_here("sample", runs[name] / source[fmt], "--out", tmp_path / "b.png"), "label"
         )
+
+
+def test_a_missing_model_is_one_line_for_every_command(tmp_path):
+    for command in (["evaluate"], ["plot", "--what", "samples"], ["export", "--format", "tflite"]):
+        result = run_here(command[0], tmp_path / "nowhere", *command[1:])
+        assert_refused(result, "No model at")

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import run_here
 
 from tfvae import checkpoints, data
 from tfvae.cli import EXIT_INTERRUPTED
@@ -173,7 +174,7 @@ def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_to_the_same_weights(
 def test_resume_of_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("not a run")
-    result = train("--resume", "--output-dir", str(tmp_path / "other"))
+    result = run_here("train", "--resume", "--output-dir", str(tmp_path / "other"))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "has no config.json" in result.stderr
@@ -181,7 +182,7 @@ def test_resume_of_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path):
         run_dir = tmp_path / f"damaged{len(damaged)}"
         run_dir.mkdir()
         (run_dir / "config.json").write_text(damaged)
-        result = train("--resume", "--output-dir", str(run_dir))
+        result = run_here("train", "--resume", "--output-dir", str(run_dir))
         assert result.returncode == 2 and result.stderr.strip().count("\n") == 0, result.stderr
         assert "run config" in result.stderr
         assert (run_dir / "config.json").read_text() == damaged  # nothing saved is lost
@@ -189,11 +190,11 @@ def test_resume_of_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path):
 
 def test_resume_refuses_when_every_checkpoint_is_damaged(tmp_path):
     run_dir = tmp_path / "run"
-    result = train("--epochs", "1", "--output-dir", str(run_dir))
+    result = run_here("train", "--epochs", "1", "--output-dir", str(run_dir))
     assert result.returncode == 0, result.stderr
     for model_file in (run_dir / "checkpoints").glob("ckpt-*/model.keras"):
         model_file.write_bytes(b"damaged")
-    result = train("--resume", "--output-dir", str(run_dir))
+    result = run_here("train", "--resume", "--output-dir", str(run_dir))
     assert result.returncode == 2
     assert "No intact checkpoint" in result.stderr and "Nothing was deleted" in result.stderr
     assert list((run_dir / "checkpoints").glob("ckpt-*"))

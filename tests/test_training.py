@@ -15,6 +15,7 @@ by about 3 nats, far more than its spread over seeds (0.1 nat).
 
 import keras
 import numpy as np
+import pytest
 
 import tfvae
 
@@ -28,6 +29,7 @@ def independent_pixel_baseline(x_train, x_test):
     return -log_p.reshape(len(x_test), -1).sum(axis=1).mean()
 
 
+@pytest.mark.slow  # 10 epochs of full MNIST (about 2 minutes on 2 cores)
 def test_mlp_vae_on_mnist_gets_under_103_nats_in_10_epochs(mnist_source):
     train = tfvae.data.load(
         "mnist", "train", batch_size=128, binarize="dynamic", seed=0, **mnist_source

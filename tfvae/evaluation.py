@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from tfvae import losses
+from tfvae import losses, priors
 from tfvae.validation import check_array
 
 __all__ = [
@@ -138,7 +138,7 @@ def importance_sampled_log_likelihood(
 
 def _require_gaussian(vae, what: str) -> None:
     """Raises a one-line ValueError when q(z|x) and p(z) are not both diagonal Gaussians."""
-    if not vae.has_gaussian_posterior or getattr(vae, "prior", None) is None:
+    if not vae.has_gaussian_posterior or not isinstance(vae.prior, priors.StandardNormal):
         raise ValueError(
             f"{what} needs a diagonal Gaussian posterior and prior (their KL splits over "
             f"dimensions); {type(vae).__name__}'s {_posterior_kind(vae)} is not one."
@@ -148,8 +148,10 @@ def _require_gaussian(vae, what: str) -> None:
 def _posterior_kind(vae) -> str:
     if vae.latent_is_discrete:
         return "posterior (a point mass on codes)"
-    if getattr(vae, "prior", None) is None:
+    if vae.prior is None:
         return "posterior (a hierarchy of layers)"
+    if vae.has_gaussian_posterior:
+        return f"prior ({type(vae.prior).__name__})"
     return f"posterior ({type(vae.encoder.outputs[0]._keras_history.operation).__name__})"
 
 

@@ -10,7 +10,7 @@ are required by conditional models (`is_conditional`) and refused by the others.
 * `encode(x[, labels])` returns q(z|x) as a TFP distribution: a
   `tfd.MultivariateNormalDiag` (VAE family), a `tfd.TransformedDistribution` (IAF
   flow), a `tfd.Independent(tfd.Deterministic)` over the quantised vectors (VQ-VAE),
-  or a `tfd.JointDistributionSequential` over [z_L, ..., z_1] (hierarchical).
+  or a `tfd.JointDistributionCoroutine` over (z_L, ..., z_1) (hierarchical).
 * `central_latent(x[, labels])` is the point of the latent space that stands for each
   example, what plots interpolate and traverse: the posterior mean, the flow of the
   base mean, the nearest codes' vectors, or z_1 at the posterior means top-down.

@@ -156,29 +156,31 @@ class HierarchicalVAE(VAE):
         return {**terms, **{f"kl_{i + 1}": kl for i, kl in enumerate(kls)}}
 
     def _encode(self, x, y=None, training=False):
-        """The joint q(z_L, ..., z_1 | x) as a `tfd.JointDistributionSequential`, top first.
+        """The joint q(z_L, ..., z_1 | x) as a `tfd.JointDistributionCoroutine`, top first.
 
-        Its samples are lists `[z_L, ..., z_1]`; `decode` takes one (it reads z_1).
+        Its samples are tuples `(z_L, ..., z_1)`; `decode` takes one (it reads z_1).
         """
         estimates = [_gaussian_parts(p) for p in self.encoder(x, training=training)]
+        top = len(self.latent_dims)
 
-        def layer(level):
-            def q_given_above(z_above):
-                prior_parts = _gaussian_parts(_on_last_axis(self.top_down[level], z_above))
-                return tfd.MultivariateNormalDiag(*_combine(estimates[level], prior_parts))
+        def layers():
+            z = yield tfd.JointDistributionCoroutine.Root(
+                tfd.MultivariateNormalDiag(*estimates[-1], name=f"z_{top}")
+            )
+            for level in reversed(range(top - 1)):
+                prior_parts = _gaussian_parts(_on_last_axis(self.top_down[level], z))
+                z = yield tfd.MultivariateNormalDiag(
+                    *_combine(estimates[level], prior_parts), name=f"z_{level + 1}"
+                )
 
-            return q_given_above
-
-        top = tfd.MultivariateNormalDiag(*estimates[-1])
-        below = [layer(level) for level in reversed(range(len(self.latent_dims) - 1))]
-        return tfd.JointDistributionSequential([top, *below])
+        return tfd.JointDistributionCoroutine(layers)
 
     def _central_latent(self, x, y=None, training=False):
         """z_1 at the posterior means, taken top-down."""
         return self._posteriors(x, training=training, sample=False)[0][2]
 
     def decode(self, z, labels=None):
-        """Returns p(x|z_1) for z_1 `(batch, latent_dims[0])`, or a sample `[z_L, ..., z_1]`
+        """Returns p(x|z_1) for z_1 `(batch, latent_dims[0])`, or a sample `(z_L, ..., z_1)`
         of `encode(x)`."""
         if isinstance(z, (list, tuple)):
             z = z[-1]

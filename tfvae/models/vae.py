@@ -346,12 +346,17 @@ class VAE(keras.Model):
         `loc` and `scale` of a Gaussian, or `base_loc` and `base_scale` of a flow's base.
         """
         posterior = self._encode(x, y)
-        base = getattr(posterior, "distribution", posterior)  # a flow's base Gaussian
-        prefix = "base_" if base is not posterior else ""
+        if self.has_gaussian_posterior:
+            return {
+                "latent": posterior.mean(),
+                "loc": posterior.mean(),
+                "scale": posterior.stddev(),
+            }
+        base = posterior.distribution  # a flow's base Gaussian
         return {
             "latent": _central_point(posterior),
-            f"{prefix}loc": base.mean(),
-            f"{prefix}scale": base.stddev(),
+            "base_loc": base.mean(),
+            "base_scale": base.stddev(),
         }
 
     def sample_latent(self, n, seed=None) -> tf.Tensor:
