@@ -230,6 +230,6 @@ def anomaly_scores(vae, x, batch_size: int = 500, labels=None) -> dict[str, np.n
     axes = tuple(range(1, 1 + len(vae.data_shape)))
     for batch, part in _batches(x, batch_size, y):
         elbo.append(-vae.loss_terms(batch, part)["elbo"].numpy())
-        reconstruction = vae._decode(vae._central_latent(batch, part), part).mean()
+        reconstruction = vae._reconstruct(batch, part)
         error.append(np.sum((reconstruction.numpy() - batch.numpy()) ** 2, axis=axes))
     return {"negative_elbo": np.concatenate(elbo), "reconstruction_error": np.concatenate(error)}

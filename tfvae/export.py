@@ -108,7 +108,7 @@ def _endpoints(vae: VAE) -> dict:
         return {"x": x, "num_classes": tf.fill([1], vae.num_classes)}
 
     def reconstruct(x, label=None):
-        return {"x": vae._decode(vae._central_latent(x, label), label).mean()}
+        return {"x": vae._reconstruct(x, label)}
 
     endpoints = {
         "encode": (encode, [x_spec], row_labels),
@@ -359,11 +359,6 @@ class LiteRTModel:
             )
         return {k: np.asarray(v) for k, v in self._runners[signature](**inputs).items()}
 
-    @property
-    def is_conditional(self) -> bool:
-        """True when the signatures take a `label` (a conditional model)."""
-        return any("label" in inputs for inputs in self._inputs.values())
-
     def sample(self, n: int, label: int | None = None) -> np.ndarray:
         """Returns `n` new samples (decoder means), float32 of shape `(n, *data_shape)`.
 
@@ -392,17 +387,20 @@ class LiteRTModel:
         return self.run("decode", z=z, **self._label_input(labels, "decode"))
 
     def _label_input(self, label, signature: str) -> dict:
-        takes = "label" in self._inputs.get(signature, ())
-        if takes and label is None:
-            raise ValueError(
-                f"{str(self.path)!r} is a conditional model's file: pass a label "
-                "(--label in `tfvae sample`)."
-            )
-        if not takes and label is not None:
-            raise ValueError(
-                f"{str(self.path)!r} is not a conditional model's file; it takes no label."
-            )
-        return {} if label is None else {"label": np.asarray(label, np.int32)}
+        return _label_feed("label" in self._inputs.get(signature, ()), label, self.path)
+
+
+def _label_feed(takes_label: bool, label, source) -> dict:
+    """`{"label": label}` for a conditional model's signature, `{}` for another's; a
+    missing or unexpected label is a one-line error naming `source`."""
+    if takes_label and label is None:
+        raise ValueError(
+            f"{str(source)!r} is a conditional model's file: pass a label "
+            "(--label in `tfvae sample`)."
+        )
+    if not takes_label and label is not None:
+        raise ValueError(f"{str(source)!r} is not a conditional model's file; it takes no label.")
+    return {} if label is None else {"label": np.asarray(label, np.int32)}
 
 
 def _check_label_range(label, num_classes, source) -> None:
@@ -513,19 +511,8 @@ def load_sampler(path):
         takes_label = "label" in served.structured_input_signature[1]
 
         def sample_saved_model(n, label=None):
-            if takes_label != (label is not None):
-                raise ValueError(
-                    f"The SavedModel {str(path)!r} "
-                    + (
-                        "is a conditional model's: pass a label."
-                        if takes_label
-                        else "takes no label."
-                    )
-                )
-            inputs = {"n": tf.constant(n, tf.int32)}
-            if takes_label:
-                inputs["label"] = tf.constant(label, tf.int32)
-            outputs = served(**inputs)
+            inputs = {"n": np.array(n, np.int32), **_label_feed(takes_label, label, path)}
+            outputs = served(**{key: tf.constant(value) for key, value in inputs.items()})
             _check_label_range(label, outputs.get("num_classes"), path)
             return outputs["x"].numpy()
 

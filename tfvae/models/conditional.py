@@ -83,8 +83,7 @@ class ConditionalVAE(VAE):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
             raise ValueError("A ConditionalVAE is called on (x, labels).")
         x, y = inputs
-        z = self._central_latent(x, y, training=training)
-        return self._decode(z, y, training=training).mean()
+        return self._reconstruct(x, y, training=training)
 
     @property
     def _default_save_signature(self):

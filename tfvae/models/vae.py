@@ -239,7 +239,12 @@ class VAE(keras.Model):
 
     def call(self, x, training=False):
         """Returns the mean of p(x|z) at the central latent: a deterministic reconstruction."""
-        return self._decode(self._central_latent(x, training=training), training=training).mean()
+        return self._reconstruct(x, training=training)
+
+    def _reconstruct(self, x, y=None, training=False) -> tf.Tensor:
+        """The mean of p(x|z) at the central latent (what `call` and exports return)."""
+        z = self._central_latent(x, y, training=training)
+        return self._decode(z, y, training=training).mean()
 
     def _encode(self, x, y=None, training=False) -> tfd.Distribution:
         """q(z|x): how the encoder is called (conditional models also pass y)."""
@@ -336,8 +341,7 @@ class VAE(keras.Model):
     def reconstruct(self, x, labels=None) -> tf.Tensor:
         """Returns the mean of p(x|z) at the central latent of each example of `x`."""
         x = self._checked(x)
-        y = self._label_batch(labels, x)
-        return self._decode(self._central_latent(x, y), y).mean()
+        return self._reconstruct(x, self._label_batch(labels, x))
 
     def posterior_tensors(self, x, y=None) -> dict[str, tf.Tensor]:
         """q(z|x) as named tensors, for the exported `encode` signature.
