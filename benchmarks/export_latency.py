@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import tfvae
-from tfvae import export
+from tfvae import export, serving
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
             lambda n: vae.decoder(vae.prior.stateful_sample(n)).mean(),
             input_signature=[tf.TensorSpec((), tf.int32)],
         )
-        lite = {q: export.LiteRTModel(path) for q, path in files.items()}
+        lite = {q: serving.LiteRTModel(path) for q, path in files.items()}
         z = np.random.default_rng(1).normal(size=(256, 20)).astype(np.float32)
         expected = vae.decode(z).mean().numpy()
         errors = {q: float(np.abs(m.decode(z)["mean"] - expected).max()) for q, m in lite.items()}

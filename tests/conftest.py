@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tfvae
+from tfvae import export
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -99,3 +100,20 @@ def run_here(*args) -> subprocess.CompletedProcess:
         except SystemExit as exit:  # argparse's usage errors
             status = exit.code
     return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def mnist_shaped(tmp_path_factory):
+    """The reference MNIST MLP VAE, with its SavedModel and three .tflite files."""
+    folder = tmp_path_factory.mktemp("mnist_export")
+
+    vae = tfvae.VAE(*tfvae.networks.build("mlp", (28, 28, 1), latent_dim=20), seed=0)
+    vae.compile()
+    images = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
+    vae.fit(images, batch_size=32, epochs=1, verbose=0)
+    export.export_saved_model(vae, folder / "saved_model")
+    files = {
+        q: export.to_tflite(folder / "saved_model", folder / f"{q}.tflite", quantization=q)
+        for q in export.QUANTIZATIONS
+    }
+    return vae, folder / "saved_model", files

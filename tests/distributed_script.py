@@ -71,7 +71,7 @@ def mirrored(out: str) -> None:
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
 
-    from tfvae import checkpoints, training
+    from tfvae import checkpoints, scaling
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     x = _digits()
@@ -100,7 +100,7 @@ def mirrored(out: str) -> None:
         "mirrored": two["loss"],
         "weights_mirrored": _max_difference(one_w, two_w),
         "codebook_copies": _max_difference(*[[np.asarray(v)] for v in codebook.values]),
-        "steps": training.steps_taken(model),
+        "steps": scaling.steps_taken(model),
     }
 
     # 2. The Gaussian VAE: replicas draw their own posterior noise, so the runs agree
@@ -129,7 +129,7 @@ def mirrored(out: str) -> None:
         "one_device": judged(one_w)["loss"],
         "mirrored": judged(two_w)["loss"],
         "double_learning_rate": judged(fast_w)["loss"],
-        "steps": training.steps_taken(vae),
+        "steps": scaling.steps_taken(vae),
         "replica_seeds": [np.asarray(seed).tolist() for seed in seeds],
         # The rate of a Gaussian posterior against N(0, I) is analytic (no sampling):
         # evaluated under the strategy, over replicas and an uneven last batch, it
@@ -151,7 +151,7 @@ def mirrored(out: str) -> None:
     results["resume"] = {
         "weights": _max_difference(straight, resumed.get_weights()),
         "mirrored_variables": type(resumed.encoder.trainable_variables[0].value).__name__,
-        "steps": training.steps_taken(resumed),
+        "steps": scaling.steps_taken(resumed),
     }
     with open(out, "w") as f:
         json.dump(results, f)
@@ -160,7 +160,7 @@ def mirrored(out: str) -> None:
 def worker(prefix: str) -> None:
     import keras
 
-    from tfvae import scaling, training
+    from tfvae import scaling
 
     strategy = scaling.make_strategy("multi_worker")  # before any other TensorFlow work
     x = _digits()[:640]
@@ -175,7 +175,7 @@ def worker(prefix: str) -> None:
         "history": history.history,
         "chief": scaling.is_chief(strategy),
         "replicas": strategy.num_replicas_in_sync,
-        "steps": training.steps_taken(vae),
+        "steps": scaling.steps_taken(vae),
         "moved": _max_difference(start, vae.get_weights()),
     }
     with open(prefix + ".json", "w") as f:

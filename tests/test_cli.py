@@ -1,6 +1,7 @@
 """The `tfvae` command, run as a user runs it: in a subprocess (`run`), and, where a
 test runs many commands, in this process (`run_here`, the same `cli.main`)."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -14,7 +15,9 @@ from conftest import run_here
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import tfvae
-from tfvae import data
+from tfvae import cli, data, plots
+from tfvae.config import RunConfig
+from tfvae.models import registry
 
 SCALARS = {"epoch_loss", "epoch_distortion", "epoch_rate", "epoch_elbo"}
 
@@ -118,26 +121,59 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
     assert (tmp_path / "model.keras").read_text() == "precious"
 
 
-def test_help_lists_every_flag():
+def test_help_lists_every_setting_and_model_option():
     result = run("train", "--help")
     assert result.returncode == 0
-    for flag in [
-        "--dataset",
-        "--manual-dir",
-        "--network",
-        "--latent-dim",
-        "--likelihood",
-        "--beta",
-        "--epochs",
-        "--batch-size",
-        "--learning-rate",
-        "--seed",
-        "--output-dir",
-        "--log-dir",
-        "--offline",
-        "--binarize",
-    ]:
-        assert flag in result.stdout
+    flags = [cli._flag(s.name) for s in RunConfig.settings()]
+    flags += [option.flag for option, _ in registry.options_by_name().values()]
+    for flag in [*flags, "--resume"]:
+        assert flag in result.stdout, flag
+
+
+PARSE_ONLY = """
+import sys
+from tfvae import cli
+try:
+    cli.main({argv!r})
+except SystemExit as stop:
+    code = stop.code
+print(code, "tensorflow" in sys.modules, "keras" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["--help"], 0),
+        (["train", "--help"], 0),
+        (["plot", "--help"], 0),
+        (["train", "--epochs", "0"], 2),
+        (["train", "--network", "rnn"], 2),
+        (["evaluate"], 2),
+    ],
+)
+def test_parsing_the_flags_imports_no_tensorflow(argv, code):
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE_ONLY.format(argv=argv)], capture_output=True, text=True
+    )
+    assert result.stdout.split()[-3:] == [str(code), "False", "False"], result.stderr
+
+
+def test_library_argument_names_are_shown_as_flags():
+    train = next(
+        action.choices["train"]
+        for action in cli._parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    shown = cli._in_flags(
+        "`latent_dim` must be an integer >= 1. Received: latent_dim=0; pass `overwrite=True`; "
+        "`k` applies to `model` iwae; `x` is empty.",
+        train,
+    )
+    assert shown == (
+        "--latent-dim must be an integer >= 1. Received: latent_dim=0; pass `overwrite=True`; "
+        "--k applies to --model iwae; `x` is empty."
+    )
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +301,7 @@ def test_export_never_replaces_an_existing_file_without_overwrite(trained_run):
 def test_another_models_flag_is_refused_in_one_line(tmp_path):
     result = run_here("train", "--model", "vae", "--k", "50", "--output-dir", str(tmp_path / "r"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert "--k applies to --model iwae, not --model vae" in result.stderr
+    assert "--k applies to --model iwae, not vae" in result.stderr
     assert not (tmp_path / "r").exists()
     help_text = run_here("train", "--help").stdout
     for name, (option, models) in tfvae.models.registry.options_by_name().items():
@@ -307,3 +343,27 @@ def test_plot_and_evaluate_a_checkpoint_with_its_runs_data(mnist_run):
     assert result.returncode == 2 and "pass --dataset" in result.stderr, result.stderr
     result = run_here("plot", str(alone), "--what", "latent_map", "--dataset", "mnist", *source)
     assert result.returncode == 0, result.stderr
+
+
+def test_plot_command_draws_each_picture_of_a_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    trained = subprocess.run(
+        [sys.executable, "-m", "tfvae", "train", "--epochs", "2", "--latent-dim", "2"]
+        + ["--output-dir", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert trained.returncode == 0, trained.stderr
+    for what in plots.PLOTS:  # in-process: one subprocess above shows the real command
+        assert cli.main(["plot", str(run), "--what", what]) == 0, capsys.readouterr().err
+        read(run / "plots" / f"{what}.png")
+    capsys.readouterr()
+    assert cli.main(["plot", str(run), "--what", "curves"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def read(path):
+    image = matplotlib.image.imread(path)
+    assert image.std() > 0.05, f"{path} looks blank"
+    return image.shape[:2]

@@ -6,7 +6,7 @@ import tensorflow as tf
 from conftest import make_vae
 
 import tfvae
-from tfvae import export
+from tfvae import export, serving
 
 # Stated tolerances of quantised decoders, on decoder means in [0, 1] (measured: float16
 # about 3e-4, dynamic_int8 about 2e-3 on these models).
@@ -27,22 +27,6 @@ def trained(network, likelihood, shape, latent_dim, steps=2):
     x = np.random.default_rng(0).random((64,) + shape, dtype=np.float32)
     vae.fit(x, batch_size=32, epochs=steps // 2, verbose=0)
     return vae
-
-
-@pytest.fixture(scope="module")
-def mnist_shaped(tmp_path_factory):
-    """The reference MNIST MLP VAE, with its SavedModel and three .tflite files."""
-    folder = tmp_path_factory.mktemp("mnist_export")
-    vae = tfvae.VAE(*tfvae.networks.build("mlp", (28, 28, 1), latent_dim=20), seed=0)
-    vae.compile()
-    images = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
-    vae.fit(images, batch_size=32, epochs=1, verbose=0)
-    export.export_saved_model(vae, folder / "saved_model")
-    files = {
-        q: export.to_tflite(folder / "saved_model", folder / f"{q}.tflite", quantization=q)
-        for q in export.QUANTIZATIONS
-    }
-    return vae, folder / "saved_model", files
 
 
 @pytest.mark.parametrize("network,likelihood,shape,latent_dim", CASES)
@@ -73,7 +57,7 @@ def test_decode_agrees_across_keras_saved_model_and_litert(
     )
     assert served["sample"](n=tf.constant(3))["x"].shape == (3,) + shape
 
-    lite = export.LiteRTModel(export.to_tflite(vae, tmp_path / "m.tflite"))
+    lite = serving.LiteRTModel(export.to_tflite(vae, tmp_path / "m.tflite"))
     assert lite.signatures == ("decode", "sample")
     outputs = lite.decode(z)
     assert set(outputs) == set(expected)
@@ -84,7 +68,7 @@ def test_decode_agrees_across_keras_saved_model_and_litert(
 
 def test_litert_sampling_is_fresh_each_call_builtin_only_and_in_range(mnist_shaped):
     _, _, files = mnist_shaped
-    lite = export.LiteRTModel(files[None])
+    lite = serving.LiteRTModel(files[None])
     first, second = lite.sample(16), lite.sample(16)
     assert first.shape == (16, 28, 28, 1) and first.dtype == np.float32
     assert 0.0 <= first.min() and first.max() <= 1.0
@@ -105,7 +89,7 @@ def test_quantised_files_are_smaller_and_within_their_tolerance(mnist_shaped):
     assert sizes[None] > 2_000_000
     assert sizes["float16"] < 0.6 * sizes[None] and sizes["dynamic_int8"] < 0.35 * sizes[None]
     for quantization, path in files.items():
-        error = np.abs(export.LiteRTModel(path).decode(z)["mean"] - expected).max()
+        error = np.abs(serving.LiteRTModel(path).decode(z)["mean"] - expected).max()
         assert error <= TOLERANCE[quantization], (quantization, error)
 
 
@@ -130,7 +114,7 @@ def test_refuses_untrained_models_unknown_names_and_existing_paths(tmp_path):
         export.to_tflite(vae, target)
     assert target.read_bytes() == b"precious"
     export.to_tflite(vae, target, overwrite=True)
-    assert export.LiteRTModel(target).sample(2).shape == (2, 8, 8, 1)
+    assert serving.LiteRTModel(target).sample(2).shape == (2, 8, 8, 1)
 
     folder = tmp_path / "saved_model"
     export.export_saved_model(vae, folder)
@@ -155,79 +139,3 @@ def test_a_model_that_needs_flex_ops_is_refused_with_a_clear_message(tmp_path):
     with pytest.raises(ValueError, match=r"needs TensorFlow \(Flex\) ops .*StatelessRandomNormal"):
         export.to_tflite(vae, tmp_path / "m.tflite", allow_untrained=True)
     assert not (tmp_path / "m.tflite").exists()
-
-
-def test_damaged_files_give_clear_errors(tmp_path, mnist_shaped):
-    _, saved_model, files = mnist_shaped
-    content = files[None].read_bytes()
-    truncated = tmp_path / "truncated.tflite"
-    truncated.write_bytes(content[: len(content) // 3])
-    noise = tmp_path / "noise.tflite"
-    noise.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(ValueError, match="is not a TFLite model"):
-        export.LiteRTModel(noise)
-    with pytest.raises(ValueError, match="damaged or truncated TFLite model"):
-        export.LiteRTModel(truncated)
-    with pytest.raises(ValueError, match="No TFLite file"):
-        export.LiteRTModel(tmp_path / "missing.tflite")
-    with pytest.raises(ValueError, match="has no signature 'encode'"):
-        export.LiteRTModel(files[None]).run("encode", x=np.zeros((1, 28, 28, 1), np.float32))
-
-    broken = tmp_path / "broken_saved_model"
-    broken.mkdir()
-    (broken / "saved_model.pb").write_bytes(b"\x08\x01garbage")
-    with pytest.raises(ValueError, match="Could not read the SavedModel"):
-        export.load_sampler(broken)
-    with pytest.raises(ValueError, match="not a SavedModel folder"):
-        export.load_sampler(tmp_path)
-    unknown = tmp_path / "model.bin"
-    unknown.write_bytes(b"x")
-    with pytest.raises(ValueError, match="Cannot tell what"):
-        export.load_sampler(unknown)
-    not_keras = tmp_path / "model.keras"
-    not_keras.write_bytes(b"PK\x03\x04")
-    with pytest.raises(ValueError, match=r"is not a .keras archive \(not a zip file\)"):
-        export.load_sampler(not_keras)
-    assert export.load_sampler(saved_model)(3).shape == (3, 28, 28, 1)
-
-
-def test_loading_damaged_or_foreign_model_files_says_what_they_are(tmp_path):
-    import h5py
-    import keras
-
-    good = tmp_path / "good.keras"
-    make_vae(latent_dim=2).save(good)
-    content = good.read_bytes()
-    cases = {
-        "random.keras": (np.random.default_rng(0).bytes(4096), "not a .keras archive .not a zip"),
-        "truncated.keras": (content[: len(content) // 2], "not a .keras archive"),
-        "flipped.keras": (
-            content[:200] + bytes(b ^ 0xFF for b in content[200:400]) + content[400:],
-            "damaged|not a .keras archive",
-        ),
-        "notes.keras": (None, "a zip file but not a Keras model"),
-    }
-    import zipfile
-
-    for name, (data, message) in cases.items():
-        path = tmp_path / name
-        if data is None:
-            with zipfile.ZipFile(path, "w") as archive:
-                archive.writestr("notes.txt", "hello")
-        else:
-            path.write_bytes(data)
-        with pytest.raises(ValueError, match=message):
-            export.load_vae(path)
-    with h5py.File(tmp_path / "old.h5", "w") as handle:
-        handle["weights"] = np.zeros(3)
-    with pytest.raises(ValueError, match=r"is an HDF5 file \(a Keras 2 .h5 model\?\)"):
-        export.load_vae(tmp_path / "old.h5")
-    inputs = keras.Input((3,))
-    keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs)).save(tmp_path / "l.keras")
-    with pytest.raises(ValueError, match="contains a Lambda layer .*never runs code"):
-        export.load_vae(tmp_path / "l.keras")
-    inputs = keras.Input((3,))
-    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(tmp_path / "dense.keras")
-    with pytest.raises(ValueError, match="holds a Functional, not a tfvae.VAE"):
-        export.load_vae(tmp_path / "dense.keras")
-    assert isinstance(export.load_vae(good), tfvae.VAE)

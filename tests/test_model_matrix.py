@@ -17,7 +17,7 @@ from conftest import run_here
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import tfvae
-from tfvae import export, models, plots
+from tfvae import export, loading, models, plots, serving
 
 LATENT_DIM = 4
 SIDE = 8  # digits are 8 x 8
@@ -132,7 +132,7 @@ def model_inputs(vae, x, y):
 @pytest.mark.parametrize("name", models.MODELS)
 def test_keras_round_trip_keeps_every_output(runs, name, test_digits, tmp_path):
     x, y = test_digits[0][:20], test_digits[1][:20]
-    vae = export.load_vae(runs[name])
+    vae = loading.load_vae(runs[name])
     vae.save(tmp_path / "again.keras")
     loaded = keras.models.load_model(tmp_path / "again.keras", safe_mode=True)
     assert type(loaded) is type(vae)
@@ -159,7 +159,7 @@ def exported(runs):
     """Each model's SavedModel and float32 .tflite file (all four signatures)."""
     files = {}
     for name, folder in runs.items():
-        vae = export.load_vae(folder)
+        vae = loading.load_vae(folder)
         saved = export.export_saved_model(vae, folder / "saved_model")
         lite = export.to_tflite(saved, folder / "model.tflite", signatures=export.SIGNATURES)
         files[name] = (vae, saved, lite)
@@ -189,7 +189,7 @@ def test_saved_model_and_litert_agree_with_keras(exported, name, test_digits):
     z = np.asarray(vae.central_latent(x, labels=y if vae.is_conditional else None))
     expected = keras_outputs(vae, x, y, z)
     served = tf.saved_model.load(str(saved)).signatures
-    runner = export.LiteRTModel(lite)
+    runner = serving.LiteRTModel(lite)
     assert set(runner.signatures) == set(export.SIGNATURES)
     label = model_inputs(vae, x, y)
     inputs = {"encode": {"x": x}, "decode": {"z": z}, "reconstruct": {"x": x}}

@@ -1,15 +1,12 @@
 """tfvae.plots: every picture is a non-blank PNG of the expected pixel size."""
 
-import subprocess
-import sys
-
 import matplotlib.image
 import numpy as np
 import pytest
 from conftest import make_vae
 
 import tfvae
-from tfvae import cli, plots
+from tfvae import plots
 
 
 @pytest.fixture(scope="module")
@@ -71,21 +68,3 @@ def test_curves_and_latent_map_for_more_dimensions(trained, digits, tmp_path):
         plots.plot_manifold(wide, tmp_path / "m.png")
     with pytest.raises(ValueError, match="no loss, elbo"):
         plots.plot_curves({"accuracy": [1.0]}, tmp_path / "x.png")
-
-
-def test_plot_command_draws_each_picture_of_a_run(tmp_path, capsys):
-    run = tmp_path / "run"
-    trained = subprocess.run(
-        [sys.executable, "-m", "tfvae", "train", "--epochs", "2", "--latent-dim", "2"]
-        + ["--output-dir", str(run)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert trained.returncode == 0, trained.stderr
-    for what in plots.PLOTS:  # in-process: one subprocess above shows the real command
-        assert cli.main(["plot", str(run), "--what", what]) == 0, capsys.readouterr().err
-        read(run / "plots" / f"{what}.png")
-    capsys.readouterr()
-    assert cli.main(["plot", str(run), "--what", "curves"]) == 2
-    assert "already exists" in capsys.readouterr().err

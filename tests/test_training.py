@@ -15,9 +15,13 @@ by about 3 nats, far more than its spread over seeds (0.1 nat).
 
 import keras
 import numpy as np
+import psutil
 import pytest
+from conftest import make_vae
 
 import tfvae
+
+BOUND_MB = 150  # generous: allocator noise is tens of MB; a leak of 1 MB an epoch shows
 
 THRESHOLD_NATS = 103.0
 
@@ -54,3 +58,19 @@ def test_mlp_vae_on_mnist_gets_under_103_nats_in_10_epochs(mnist_source):
     assert 190 < baseline < 220
     assert negative_elbo < THRESHOLD_NATS
     assert result["rate"] > 10  # the latent code is used: no posterior collapse
+
+
+def test_fifty_epochs_keep_memory_growth_bounded(digits):
+    process = psutil.Process()
+    rss = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            rss.append(process.memory_info().rss / 2**20)
+
+    vae = make_vae(seed=0)
+    vae.compile()
+    vae.fit(digits[0], batch_size=128, epochs=50, verbose=0, callbacks=[Record()])
+    growth = max(rss[10:]) - rss[9]  # after warm-up (tracing, XLA compilation)
+    assert len(rss) == 50
+    assert growth < BOUND_MB, f"memory grew {growth:.0f} MB from epoch 10 to 50: {rss}"

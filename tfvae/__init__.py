@@ -3,6 +3,10 @@
 Build a VAE from functional encoders and decoders that return TFP distributions,
 train it with `model.fit`, and watch it in TensorBoard.
 
+`import tfvae` imports no TensorFlow: each module (and each name below) is imported
+on first use, so `tfvae --help` and scripts that only read a run's config start at
+once. `tfvae.VAE`, `tfvae.networks` and the like import TensorFlow then.
+
 Example:
 
 >>> import tfvae
@@ -12,46 +16,76 @@ Example:
 >>> vae.fit(tfvae.data.load("mnist", "train", binarize="dynamic"), epochs=5)
 """
 
-from tfvae import _startup
+from __future__ import annotations
 
-_startup.import_tensorflow()
+import importlib
+from typing import TYPE_CHECKING
 
-from tfvae import (
-    callbacks,
-    checkpoints,
-    data,
-    evaluation,
-    export,
-    files,
-    flows,
-    layers,
-    losses,
-    models,
-    networks,
-    plots,
-    priors,
-    scaling,
-    schedules,
-    training,
-)
-from tfvae.layers import (
-    IndependentBernoulli,
-    IndependentContinuousBernoulli,
-    IndependentNormal,
-    MultivariateNormalDiag,
-)
-from tfvae.models import (
-    IWAE,
-    VAE,
-    VQVAE,
-    BetaVAE,
-    ConditionalVAE,
-    FreeBitsVAE,
-    HierarchicalVAE,
-)
-from tfvae.priors import StandardNormal
+if TYPE_CHECKING:
+    from tfvae import (
+        arguments,
+        callbacks,
+        checkpoints,
+        choices,
+        config,
+        data,
+        evaluation,
+        export,
+        faults,
+        files,
+        flows,
+        fused,
+        layers,
+        loading,
+        losses,
+        models,
+        networks,
+        plots,
+        priors,
+        runs,
+        scaling,
+        schedules,
+        serving,
+        training,
+        validation,
+    )
+    from tfvae.layers import (
+        IndependentBernoulli,
+        IndependentContinuousBernoulli,
+        IndependentNormal,
+        MultivariateNormalDiag,
+    )
+    from tfvae.models import (
+        IWAE,
+        VAE,
+        VQVAE,
+        BetaVAE,
+        ConditionalVAE,
+        FreeBitsVAE,
+        HierarchicalVAE,
+    )
+    from tfvae.priors import StandardNormal
 
 __version__ = "0.1.0"
+
+#: Modules that import no TensorFlow.
+_TF_FREE = {"arguments", "choices", "config", "files"}
+
+#: Top-level names and the module each comes from.
+_NAMES = {
+    "VAE": "models",
+    "BetaVAE": "models",
+    "FreeBitsVAE": "models",
+    "IWAE": "models",
+    "ConditionalVAE": "models",
+    "VQVAE": "models",
+    "HierarchicalVAE": "models",
+    "MultivariateNormalDiag": "layers",
+    "IndependentBernoulli": "layers",
+    "IndependentNormal": "layers",
+    "IndependentContinuousBernoulli": "layers",
+    "StandardNormal": "priors",
+}
 
 __all__ = [
     "VAE",
@@ -66,21 +100,50 @@ __all__ = [
     "IndependentNormal",
     "IndependentContinuousBernoulli",
     "StandardNormal",
+    "arguments",
     "callbacks",
     "checkpoints",
+    "choices",
+    "config",
     "data",
     "evaluation",
     "export",
+    "faults",
     "files",
     "flows",
+    "fused",
     "layers",
+    "loading",
     "losses",
     "models",
     "networks",
     "plots",
     "priors",
+    "runs",
     "scaling",
     "schedules",
+    "serving",
     "training",
+    "validation",
     "__version__",
 ]
+
+#: The modules (every public name that is not a class).
+_MODULES = tuple(n for n in __all__ if n not in _NAMES and n != "__version__")
+
+
+def __getattr__(name: str):
+    if name in _MODULES or name in _NAMES:
+        if name not in _TF_FREE:
+            from tfvae import _startup
+
+            _startup.import_tensorflow()  # its start-up notices kept off stderr
+        module = importlib.import_module(f"tfvae.{_NAMES.get(name, name)}")
+        value = module if name in _MODULES else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfvae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -33,7 +33,9 @@ from pathlib import Path
 
 import keras
 
-from tfvae import training
+from tfvae import scaling
+from tfvae.arguments import check_integer
+from tfvae.loading import load_vae
 
 __all__ = [
     "CheckpointError",
@@ -74,9 +76,7 @@ def _fsync(path: Path) -> None:
 
 
 def _check_keep(keep) -> int:
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"`keep` must be a positive integer. Received: keep={keep!r}")
-    return keep
+    return check_integer("keep", keep)
 
 
 def _generations(directory: Path) -> list[Path]:
@@ -109,7 +109,7 @@ def write_checkpoint(
     _check_keep(keep)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    iterations = training.steps_taken(model)
+    iterations = scaling.steps_taken(model)
     final = directory / f"{_PREFIX}{iterations:09d}"
     if final.is_dir() and verify_checkpoint(final) is None:
         return final  # this very state is already saved
@@ -195,8 +195,6 @@ def load_checkpoint(path) -> keras.Model:
     Raises:
         CheckpointError: if its files do not match its manifest.
     """
-    from tfvae.export import load_vae
-
     problem = verify_checkpoint(path)
     if problem is not None:
         raise CheckpointError(f"Refusing checkpoint {str(path)!r}: {problem}.")

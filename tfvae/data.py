@@ -25,6 +25,9 @@ from urllib.parse import urlparse
 import numpy as np
 import tensorflow as tf
 
+from tfvae import choices
+from tfvae.arguments import check_integer
+
 __all__ = ["load", "load_arrays", "num_classes", "MANUAL_DIR_ENV", "DATA_DIR_ENV", "BINARIZATIONS"]
 
 #: Environment variable naming the folder of original data files (TFDS `manual_dir`).
@@ -32,7 +35,7 @@ MANUAL_DIR_ENV = "TFVAE_MANUAL_DIR"
 #: Environment variable naming where TFDS keeps prepared data sets (default: TFDS's own).
 DATA_DIR_ENV = "TFVAE_DATA_DIR"
 #: Accepted values of `binarize`.
-BINARIZATIONS = (None, "dynamic", "threshold")
+BINARIZATIONS = (None, *choices.BINARIZATIONS)
 
 _DIGITS_SPLITS = ("train", "test", "all")
 # Data sets whose images are stored as 0/1 rather than 0..255.
@@ -106,7 +109,7 @@ def _tfds_builder(name: str, data_dir, manual_dir, offline: bool):
         missing = [f for f in expected if f not in present]
         if expected and len(missing) == len(expected):
             raise ValueError(
-                f"The manual_dir {str(manual)!r} holds none of the files {name!r} is prepared "
+                f"The `manual_dir` {str(manual)!r} holds none of the files {name!r} is prepared "
                 f"from. Expected: {', '.join(expected)}."
             )
         config = tfds.download.DownloadConfig(manual_dir=str(manual), try_download_gcs=False)
@@ -116,7 +119,7 @@ def _tfds_builder(name: str, data_dir, manual_dir, offline: bool):
         files = f" ({', '.join(expected)})" if expected else ""
         raise ValueError(
             f"{name!r} is not prepared in {builder.data_dir!r} and cannot be downloaded "
-            f"(offline). Pass manual_dir (--manual-dir) or set {MANUAL_DIR_ENV} to a folder "
+            f"(offline). Pass `manual_dir` or set {MANUAL_DIR_ENV} to a folder "
             f"holding its original files{files}."
         )
     builder.download_and_prepare()
@@ -170,10 +173,8 @@ def _check_options(batch_size, binarize):
         raise ValueError(
             f"`binarize` must be one of {BINARIZATIONS}. Received: binarize={binarize!r}"
         )
-    if batch_size is not None and (
-        not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
-    ):
-        raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
+    if batch_size is not None:
+        check_integer("batch_size", batch_size)
 
 
 def load(

@@ -16,6 +16,10 @@ A dimension j is active when Cov_x(E_q[z_j | x]) > 0.01 (Burda et al. 2016): the
 posterior mean moves with the input, so the decoder can read it. A collapsed
 dimension has a KL of zero and a constant posterior mean.
 
+`report` gathers all of these for one model and data set, as `tfvae evaluate` prints
+them; a measure that does not apply to the model is listed under `not_measured` with
+the reason.
+
 Anomaly scores, one per example: the negative ELBO and the reconstruction error
 (squared error between x and the reconstruction). Out-of-distribution inputs score high.
 
@@ -34,9 +38,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import losses, priors
+from tfvae.arguments import check_integer
 from tfvae.validation import check_array
 
 __all__ = [
+    "report",
     "LogLikelihood",
     "importance_sampled_log_likelihood",
     "kl_per_dimension",
@@ -90,8 +96,7 @@ def importance_sampled_log_likelihood(
     >>> result = importance_sampled_log_likelihood(vae, x_test, k=5000)
     >>> print(f"{-result.nats:.2f} +- {result.standard_error:.2f} nats")
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"`k` must be an integer >= 1. Received: k={k!r}")
+    k = check_integer("k", k)
     vae.require_density("The importance-sampled log-likelihood")
     x = check_array(x, vae.data_shape, vae.likelihood.support)
     y = vae._label_batch(labels, x)
@@ -233,3 +238,60 @@ def anomaly_scores(vae, x, batch_size: int = 500, labels=None) -> dict[str, np.n
         reconstruction = vae._reconstruct(batch, part)
         error.append(np.sum((reconstruction.numpy() - batch.numpy()) ** 2, axis=axes))
     return {"negative_elbo": np.concatenate(elbo), "reconstruction_error": np.concatenate(error)}
+
+
+def report(vae, x, labels=None, k: int = 5000) -> dict:
+    """Every measure of this module for `vae` on `x`, as a JSON-ready dict.
+
+    Args:
+        vae: a trained `tfvae.VAE` (any model).
+        x: data of shape `(n, *vae.data_shape)`.
+        labels: one per example, for a conditional model (ignored by the others).
+        k: importance samples of the log-likelihood.
+
+    Returns:
+        A dict with `examples`, `elbo`, `rate`, `distortion` (means, nats),
+        `log_likelihood` (and `log_likelihood_of`, `log_likelihood_standard_error`,
+        `bits_per_dim`, `k`), `active_units`, `latent_dim`, `kl_per_dimension`, and
+        `not_measured`: {measure: why} for those the model has none of (None above).
+
+    Example:
+
+    >>> metrics = report(vae, x_test, k=1000)
+    >>> metrics["log_likelihood"], metrics["not_measured"]
+    """
+    labels = labels if vae.is_conditional else None
+    terms = vae.evaluate(
+        x, *(() if labels is None else (labels,)), batch_size=500, verbose=0, return_dict=True
+    )
+    metrics = {
+        "examples": int(len(x)),
+        "elbo": terms["elbo"],
+        "rate": terms["rate"],
+        "distortion": terms["distortion"],
+        "log_likelihood": None,
+        "log_likelihood_of": "log p(x | y)" if vae.is_conditional else "log p(x)",
+        "log_likelihood_standard_error": None,
+        "bits_per_dim": None,
+        "k": None,
+        "active_units": None,
+        "latent_dim": int(vae.latent_dim),
+        "kl_per_dimension": None,
+        "not_measured": {},
+    }
+    try:
+        estimate = importance_sampled_log_likelihood(vae, x, k=k, labels=labels)
+        metrics.update(
+            log_likelihood=estimate.nats,
+            log_likelihood_standard_error=estimate.standard_error,
+            bits_per_dim=estimate.bits_per_dim,
+            k=k,
+        )
+    except ValueError as error:
+        metrics["not_measured"]["log_likelihood"] = str(error)
+    try:
+        metrics["active_units"] = active_units(vae, x, labels=labels)[0]
+        metrics["kl_per_dimension"] = kl_per_dimension(vae, x, labels=labels).tolist()
+    except ValueError as error:
+        metrics["not_measured"]["active_units"] = str(error)
+    return metrics

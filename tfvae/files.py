@@ -48,8 +48,8 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(
-            f"{str(path)!r} already exists; choose another path or pass overwrite=True "
-            "(--overwrite). Nothing was written."
+            f"{str(path)!r} already exists; choose another path or pass `overwrite=True`. "
+            "Nothing was written."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:8]

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.arguments import check_integer
 from tfvae.layers import MultivariateNormalDiag
 
 tfd = tfp.distributions
@@ -96,8 +97,7 @@ class IAFPosterior(MultivariateNormalDiag):
             ("num_flows", num_flows, 1),
             ("hidden_units", hidden_units, 1),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}. Received: {value!r}")
+            check_integer(name, value, low)
         self.num_flows = num_flows
         self.hidden_units = hidden_units
 

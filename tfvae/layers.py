@@ -22,6 +22,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.arguments import check_integer
+
 tfd = tfp.distributions
 
 __all__ = [
@@ -109,10 +111,7 @@ class MultivariateNormalDiag(DistributionLayer):
 
     def __init__(self, latent_dim: int, min_scale: float = 1e-5, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
-            raise ValueError(
-                f"`latent_dim` must be a positive integer. Received: latent_dim={latent_dim!r}"
-            )
+        latent_dim = check_integer("latent_dim", latent_dim)
         if not min_scale > 0:
             raise ValueError(f"`min_scale` must be > 0. Received: min_scale={min_scale!r}")
         self.latent_dim = latent_dim

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import keras
 
+from tfvae import choices
+from tfvae.arguments import check_integer
 from tfvae.layers import MultivariateNormalDiag, _event_shape_tuple, likelihood_layer
 
 __all__ = [
@@ -37,11 +39,7 @@ def _positive_ints(values, name: str) -> tuple[int, ...]:
 
 
 def _check_latent_dim(latent_dim) -> int:
-    if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
-        raise ValueError(
-            f"`latent_dim` must be a positive integer. Received: latent_dim={latent_dim!r}"
-        )
-    return latent_dim
+    return check_integer("latent_dim", latent_dim)
 
 
 def _image_shape(shape) -> tuple[int, int, int]:
@@ -55,7 +53,7 @@ def _image_shape(shape) -> tuple[int, int, int]:
 
 
 #: Posterior names accepted by the encoder builders and the CLI.
-POSTERIORS = ("gaussian", "iaf")
+POSTERIORS = choices.POSTERIORS
 
 
 def _posterior(features, latent_dim: int, posterior: str):
@@ -76,10 +74,7 @@ def _posterior(features, latent_dim: int, posterior: str):
 def _label_input(num_classes):
     if num_classes is None:
         return None
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(
-            f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}"
-        )
+    check_integer("num_classes", num_classes, 2)
     return keras.Input((num_classes,), name="label")
 
 
@@ -292,7 +287,7 @@ def _upsample(x, filters, output_shape):
 
 
 #: Network names accepted by `build` and the CLI.
-NETWORKS = ("mlp", "conv")
+NETWORKS = choices.NETWORKS
 
 
 def build(

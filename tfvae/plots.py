@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tfvae import choices
+
 __all__ = [
     "as_images",
     "image_grid",
@@ -24,19 +26,12 @@ __all__ = [
     "plot_latent_map",
     "plot_manifold",
     "plot_curves",
+    "plot",
     "PLOTS",
 ]
 
-#: Plot names accepted by `tfvae plot --what`.
-PLOTS = (
-    "samples",
-    "reconstructions",
-    "interpolation",
-    "traversal",
-    "latent_map",
-    "manifold",
-    "curves",
-)
+#: Picture names of `plot` and `tfvae plot --what`.
+PLOTS = choices.PLOTS
 
 
 def as_images(x, data_shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -122,8 +117,8 @@ def _labels_for(vae, labels, n: int):
         return vae._label_batch(labels, n)  # refuses labels
     if labels is None:
         raise ValueError(
-            f"{type(vae).__name__} is conditional: this plot needs a label (labels=, or "
-            "--label in `tfvae plot`)."
+            f"{type(vae).__name__} is conditional: this plot needs `labels`, the class "
+            "of the examples."
         )
     labels = np.asarray(labels)
     return np.full((n,), labels) if labels.ndim == 0 else labels[:n]
@@ -323,3 +318,67 @@ def plot_curves(history: dict, path, figsize=(8, 6)) -> Path:
         ax.legend()
     figure.tight_layout()
     return _save_figure(plt, figure, path)
+
+
+def _one_class(x, labels, label, count: int):
+    """`count` examples of class `label` (default: the first example's class)."""
+    label = int(labels[0]) if label is None else label
+    chosen = x[labels == label][:count]
+    if len(chosen) < count:
+        raise ValueError(
+            f"Needs {count} examples of class {label} in the first {len(x)} of the split; "
+            f"found {len(chosen)}."
+        )
+    return chosen, label
+
+
+def plot(what: str, vae, path, x=None, labels=None, label: int | None = None) -> Path:
+    """Draws the picture called `what` of any model (what `tfvae plot --what` draws).
+
+    Args:
+        what: one of `PLOTS` but `"curves"` (see `plot_curves`).
+        vae: a trained `tfvae.VAE`.
+        path: the PNG to write.
+        x, labels: examples and their labels, for the pictures of data
+            (`"reconstructions"`, `"interpolation"`, `"traversal"`, `"latent_map"`);
+            the interpolation runs from the first example to the first of another class.
+        label: a conditional model's class held fixed (`"samples"`, `"interpolation"`,
+            `"traversal"`, `"manifold"`); by default every class in turn for samples,
+            the first example's class otherwise. The manifold needs it.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: for an unknown picture, a label given to an unconditional model or
+            out of range, or data missing.
+    """
+    if what not in PLOTS or what == "curves":
+        raise ValueError(f"`what` must be one of {PLOTS[:-1]}. Received: what={what!r}")
+    if label is not None and not vae.is_conditional:
+        raise ValueError(f"`label` applies to conditional models; {type(vae).__name__} is not one.")
+    if label is not None and not 0 <= label < vae.num_classes:
+        raise ValueError(f"`label` must lie in [0, {vae.num_classes}). Received: label={label}")
+    if what == "samples":
+        return plot_samples(vae, path, n=64, seed=0, labels=label)
+    if what == "manifold":
+        if vae.is_conditional and label is None:
+            raise ValueError("The manifold of a conditional model needs a `label`.")
+        return plot_manifold(vae, path, label=label)
+    if x is None or labels is None:
+        raise ValueError(f"The {what} picture needs examples `x` and their `labels`.")
+    x, labels = np.asarray(x), np.asarray(labels)
+    if what == "reconstructions":
+        return plot_reconstructions(vae, x, path, labels=labels)
+    if what == "latent_map":
+        return plot_latent_map(vae, x, labels, path)
+    dims = range(min(vae.latent_dim, 10))
+    if vae.is_conditional:  # one class throughout, the label held fixed
+        ends, label = _one_class(x, labels, label, 2)
+        if what == "interpolation":
+            return plot_interpolation(vae, ends[0], ends[1], path, label=label)
+        return plot_traversal(vae, ends[0], path, dims=dims, label=label)
+    if what == "interpolation":
+        different = int(np.argmax(labels != labels[0])) if len(x) > 1 else 0
+        return plot_interpolation(vae, x[0], x[different], path)
+    return plot_traversal(vae, x[0], path, dims=dims)

@@ -22,15 +22,11 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.arguments import check_integer
+
 tfd = tfp.distributions
 
 __all__ = ["Prior", "StandardNormal", "MixtureOfGaussians", "VampPrior", "PRIORS"]
-
-
-def _count(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-    return value
 
 
 class Prior(keras.layers.Layer):
@@ -49,10 +45,7 @@ class Prior(keras.layers.Layer):
     def __init__(self, latent_dim: int, **kwargs):
         kwargs.setdefault("dtype", "float32")  # p(z) stays float32 under mixed precision
         super().__init__(**kwargs)
-        if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
-            raise ValueError(
-                f"`latent_dim` must be a positive integer. Received: latent_dim={latent_dim!r}"
-            )
+        latent_dim = check_integer("latent_dim", latent_dim)
         self.latent_dim = latent_dim
 
     def build(self, input_shape=None):
@@ -130,7 +123,7 @@ class MixtureOfGaussians(Prior):
         self, latent_dim: int, num_components: int = 10, min_scale: float = 1e-3, **kwargs
     ):
         super().__init__(latent_dim, **kwargs)
-        self.num_components = _count("num_components", num_components, 1)
+        self.num_components = check_integer("num_components", num_components, 1)
         self.min_scale = float(min_scale)
 
     def build(self, input_shape=None):
@@ -192,7 +185,7 @@ class VampPrior(Prior):
     def __init__(self, latent_dim: int, data_shape, num_pseudo_inputs: int = 100, **kwargs):
         super().__init__(latent_dim, **kwargs)
         self.data_shape = tuple(int(d) for d in data_shape)
-        self.num_pseudo_inputs = _count("num_pseudo_inputs", num_pseudo_inputs, 1)
+        self.num_pseudo_inputs = check_integer("num_pseudo_inputs", num_pseudo_inputs, 1)
 
     def build(self, input_shape=None):
         self.pseudo_inputs = self.add_weight(

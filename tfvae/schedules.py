@@ -25,20 +25,19 @@ import math
 
 import keras
 
-from tfvae import training
+from tfvae import scaling
+from tfvae.arguments import check_number
 
 __all__ = ["KLSchedule", "LinearWarmup", "Cyclical", "Sigmoid", "KLScheduleCallback", "SCHEDULES"]
 
 
 def _check_bounds(start, end):
-    for name, value in (("start", start), ("end", end)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}")
+    check_number("start", start)
+    check_number("end", end)
 
 
 def _check_positive(name, value):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"`{name}` must be > 0. Received: {name}={value!r}")
+    check_number(name, value, inclusive=False)
 
 
 class KLSchedule:
@@ -202,7 +201,7 @@ class KLScheduleCallback(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.unit == "step":
-            self._apply(training.steps_taken(self.model))
+            self._apply(scaling.steps_taken(self.model))
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.unit == "epoch":

@@ -1,53 +1,41 @@
-"""The training path's defaults, and the fused multi-step train function that uses them.
+"""The trainer every tfvae model inherits: how `compile`, `fit` and `evaluate` run it.
 
-Keras runs `steps_per_execution` steps as a `tf.while_loop` around a per-step XLA
-program: every step pays the XLA launch (its variables handed in and out) and one
-`tf.data` hand-off. `fused_train_function` instead takes the execution's batches from
-the iterator, stacks them, and runs all of them inside **one** XLA program (a
-while loop over `model.train_step`), so the weights and Adam's slots stay inside XLA
-for the whole execution.
+Keras keeps the training loop apart from the model (`class Model(Trainer, Layer)`);
+tfvae does the same. `Trainer` holds `train_step` and `test_step`, written once for
+every model: they call the model's `loss_terms(x, y, training)` (the one method a
+variant overrides) and track each of its `term_names` as a `keras.metrics.Mean`.
+It also holds the Keras overrides that pick the train function (Keras' own, the
+fused XLA program of `tfvae.fused`, or `tfvae.scaling.distributed_function`) and the
+input checks of `fit`, `evaluate` and `predict` (`tfvae.validation`).
 
-XLA is not a win everywhere. Measured by `benchmarks/run.py` on 2 CPU cores (see
-`benchmarks/README.md`). For the MLP, the fused XLA path trains 1.8x faster than the
-PyTorch reference; Keras' per-step XLA loop and its non-XLA one-step loop manage
-0.9x to 1.2x. For the convolutional networks, XLA on CPU is 2x (per step) to 40x
-(fused) slower than TensorFlow's own oneDNN kernels. Hence `jit_compile="auto"`, the default of
-`VAE.compile` and `tfvae train`: XLA on a GPU or TPU, and on a CPU only when the
-networks have no convolutions.
+A model built on it provides `term_names`, `loss_terms`, `data_shape` and
+`data_support` (the interval its likelihood needs), and may override
+`_checked_labels` (conditional models check the labels passed beside x).
 
-The train step is still written once (`VAE.train_step`); it is traced once per fused
-program, and the program takes any number of steps and any batch size, so the
-short last execution of an epoch and a smaller last batch do not retrace it.
-
-Under a `tf.distribute` strategy (`tfvae.scaling`) the same `train_step` runs
-through `distributed_function`, without XLA; `global_batch_mean` and
-`replica_seed` are what make its loss and its noise right over replicas.
+XLA is not a win everywhere: on a CPU, convolutions run faster with TensorFlow's own
+oneDNN kernels (`benchmarks/README.md`). Hence `jit_compile="auto"`, the default of
+`compile` and `tfvae train`: XLA on a GPU or TPU, and on a CPU only when the networks
+have no convolutions (`auto_jit_compile`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from tfvae import fused, scaling
+from tfvae.faults import StopOnNonFinite
+from tfvae.validation import check_array, check_dataset, reraise_input_errors
+
 __all__ = [
+    "Trainer",
     "DEFAULT_JIT_COMPILE",
     "DEFAULT_STEPS_PER_EXECUTION",
     "auto_jit_compile",
-    "uses_fused_steps",
-    "fused_train_function",
-    "distributed_function",
-    "uses_distributed_steps",
-    "is_distributed",
-    "global_batch_mean",
-    "replica_context",
-    "is_multi_worker",
-    "replica_seed",
-    "sharded_by_batch",
-    "in_memory_dataset",
     "make_deterministic",
-    "steps_taken",
 ]
 
 #: `"auto"`: see `auto_jit_compile` (Keras' own "auto" turns XLA off on every CPU).
@@ -83,17 +71,11 @@ def auto_jit_compile(model: keras.Model) -> bool:
 
     if is_op_determinism_enabled():
         return False  # Keras refuses XLA under op determinism
-    if is_distributed(model):
+    if scaling.is_distributed(model):
         return False  # as Keras' "auto": no XLA under tf.distribute (distributed_function)
     if tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU"):
         return True
     return not any(isinstance(layer, _CONVOLUTIONS) for layer in model._flatten_layers())
-
-
-def steps_taken(model) -> int:
-    """The optimizer's step count as a Python int (also a mirrored variable's, which
-    `int()` refuses under `tf.distribute`)."""
-    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
 
 def make_deterministic(seed: int) -> None:
@@ -111,248 +93,242 @@ def make_deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def uses_fused_steps(model) -> bool:
-    """Whether `model.fit` can run the fused train function.
+class Trainer(keras.Model):
+    """The Keras training side of a tfvae model: steps, metrics, compile and checked fit.
 
-    It needs XLA, more than one step per execution, graph mode, and the default
-    distribution strategy (under `tf.distribute`, Keras' own loop is used).
+    Subclasses define `term_names` (the per-example terms `loss_terms` returns, each
+    tracked as a metric), `loss_terms(x, y, training)`, `data_shape` and
+    `data_support`. `tfvae.VAE` is one.
     """
-    return (
-        bool(model.jit_compile)
-        and not model.run_eagerly
-        and isinstance(model.steps_per_execution, int)
-        and model.steps_per_execution > 1
-        and not is_distributed(model)
-    )
 
+    #: Names of the per-example terms `loss_terms` returns, each tracked as a metric.
+    term_names: tuple[str, ...] = ("loss",)
 
-def uses_distributed_steps(model) -> bool:
-    """Whether `fit` and `evaluate` run `distributed_function`: under a
-    `tf.distribute` strategy, in graph mode."""
-    return is_distributed(model) and not model.run_eagerly
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._trackers = {name: keras.metrics.Mean(name=name) for name in self.term_names}
 
-
-def is_distributed(model) -> bool:
-    """Whether the model was made under a `tf.distribute` strategy scope (or is used in one)."""
-    return getattr(model, "_distribute_strategy", None) is not None or tf.distribute.has_strategy()
-
-
-def in_memory_dataset(x, y=None, batch_size=None, shuffle=True) -> tf.data.Dataset:
-    """Batches in-memory arrays for the fused path with as little `tf.data` work as possible.
-
-    Each epoch shuffles the indices as one tensor and gathers whole batches from the
-    arrays held once in memory. `tf.data` autotuning is off and the pipeline runs on
-    one private thread: on 2 CPU cores the autotuned pipeline Keras builds for
-    arrays made epochs about 30% slower, and less even (measured while tuning for
-    `benchmarks/run.py`).
-
-    Args:
-        x: a NumPy array or tensor of examples.
-        y: optional labels, one per example.
-        batch_size: examples per batch (default 32, as in Keras).
-        shuffle: shuffle every epoch (seeded by `keras.utils.set_random_seed`).
-
-    Returns:
-        A dataset of `(x,)` or `(x, y)` batches, like Keras' own.
-    """
-    arrays = (x,) if y is None else (x, y)
-    tensors = tuple(tf.convert_to_tensor(a) for a in arrays)
-    count = int(tensors[0].shape[0])
-    indices = tf.data.Dataset.from_tensors(tf.range(count))
-    if shuffle:
-        indices = indices.map(tf.random.shuffle)
-    batches = indices.unbatch().batch(batch_size or 32)
-    dataset = batches.map(lambda i: tuple(tf.gather(t, i) for t in tensors))
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    options.threading.private_threadpool_size = 1
-    # The default graph rewrites serialise the dataset graph, captured arrays
-    # included: 0.3-0.4 s for each new iterator over MNIST, i.e. each fit call.
-    options.experimental_optimization.apply_default_optimizations = False
-    return dataset.prefetch(2).with_options(options)
-
-
-def _runs_of_equal_shape(batches: list) -> list[list]:
-    """Splits consecutive batches into runs whose tensors have equal shapes."""
-    runs: list[list] = []
-    key = None
-    for batch in batches:
-        shapes = tuple(tuple(t.shape) for t in tf.nest.flatten(batch))
-        if runs and shapes == key:
-            runs[-1].append(batch)
-        else:
-            runs.append([batch])
-            key = shapes
-    return runs
-
-
-def _stack(*tensors) -> tf.Tensor:
-    # tf.stack first tries to make one constant of the list, through NumPy: a slow
-    # double copy of every execution's data.
-    return tf.raw_ops.Pack(values=list(tensors), axis=0)
-
-
-def fused_train_function(model) -> Callable:
-    """Returns a train function for `model.fit` that runs each execution as one XLA program.
-
-    Args:
-        model: a compiled `tfvae.VAE` (any variant); its `train_step` is run
-            unchanged.
-
-    Returns:
-        A function of a `tf.data` iterator, with the contract of Keras'
-        `train_function`: it runs up to `model.steps_per_execution` steps, returns
-        the logs of the last one, and raises `StopIteration` when the iterator is
-        empty.
-    """
-    programs: dict = {}
-
-    def run_steps(stacked):
-        logs = model._metric_results()
-        for i in tf.range(tf.shape(tf.nest.flatten(stacked)[0])[0]):
-            logs = model.train_step(tf.nest.map_structure(lambda t: t[i], stacked))  # noqa: B023
-        return logs
-
-    def program_for(element_spec):
-        # Step count and batch size left unknown: one trace serves every execution of
-        # data with this structure and these dtypes (XLA compiles each new shape).
-        signature = tf.nest.map_structure(
-            lambda spec: tf.TensorSpec((None, None) + tuple(spec.shape[1:]), spec.dtype),
-            element_spec,
-        )
-        key = str(signature)
-        if key not in programs:
-            programs[key] = tf.function(run_steps, input_signature=[signature], jit_compile=True)
-        return programs[key]
-
-    def train_function(iterator):
-        batches = []
-        for _ in range(model.steps_per_execution):
-            try:
-                batches.append(next(iterator))
-            except StopIteration:
-                break
-        if not batches:
-            raise StopIteration
-        program = program_for(iterator.element_spec)
-        for run in _runs_of_equal_shape(batches):
-            logs = program(tf.nest.map_structure(_stack, *run))
-        return logs
-
-    return train_function
-
-
-def replica_context():
-    """The replica context when a step runs on more than one replica, else None."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
+    @property
+    def data_support(self) -> tuple[float, float] | None:
+        """The interval every input value must lie in, or None."""
         return None
-    return context
 
+    def loss_terms(self, x, y=None, training: bool = False) -> dict[str, tf.Tensor]:
+        """The per-example terms of the objective; `loss` is minimised (see `tfvae.VAE`)."""
+        raise NotImplementedError
 
-def is_multi_worker(model) -> bool:
-    """Whether the model trains under `MultiWorkerMirroredStrategy`."""
-    return isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    @staticmethod
+    def _unpack(data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return tf.cast(x, tf.float32), y
 
+    def _record(self, terms):
+        for name, tracker in self._trackers.items():
+            tracker.update_state(terms[name])
+        return self._metric_results()
 
-def global_batch_mean(per_example: tf.Tensor) -> tf.Tensor:
-    """This replica's share of the mean of `per_example` over the global batch.
+    def _metric_results(self) -> dict[str, tf.Tensor]:
+        return {name: tracker.result() for name, tracker in self._trackers.items()}
 
-    Under `tf.distribute` the optimizer sums the replicas' gradients, so each replica
-    contributes `sum(its examples) / (examples on all replicas)`: the sum is the mean
-    over the global batch, exact also when the last batch splits unevenly (or leaves
-    a replica empty). With one replica it is `tf.reduce_mean`.
+    def train_step(self, data):
+        x, y = self._unpack(data)
+        with tf.GradientTape() as tape:
+            terms = self.loss_terms(x, y, training=True)
+            # The mean over the global batch (this replica's share of it).
+            loss = scaling.global_batch_mean(terms["loss"])
+            if self.losses:
+                replicas = tf.distribute.get_strategy().num_replicas_in_sync
+                loss += tf.add_n(self.losses) / replicas  # gradients are summed over them
+            # Multiplied by the loss scale under mixed_float16 (the optimizer is then a
+            # LossScaleOptimizer, which unscales the gradients); unchanged otherwise.
+            loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._record(terms)
 
-    Args:
-        per_example: a `(batch,)` tensor, such as the per-example loss.
+    def test_step(self, data):
+        x, y = self._unpack(data)
+        return self._record(self.loss_terms(x, y, training=False))
 
-    Returns:
-        A scalar tensor.
-    """
-    context = replica_context()
-    if context is None:
-        return tf.reduce_mean(per_example)
-    count = tf.cast(tf.size(per_example), per_example.dtype)
-    global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
-    return tf.reduce_sum(per_example) / global_count
+    @property
+    def metrics(self):
+        return list(self._trackers.values())
 
+    # ------------------------------------------------------------------ Keras API
+    def compile(
+        self,
+        optimizer="adam",
+        loss=None,
+        jit_compile=DEFAULT_JIT_COMPILE,
+        steps_per_execution=DEFAULT_STEPS_PER_EXECUTION,
+        **kwargs,
+    ):
+        """Configures training; the loss is the model's own, so `loss` must stay None.
 
-def sharded_by_batch(dataset, model):
-    """`dataset` set to be sharded by batch (`AutoShardPolicy.DATA`) under a
-    multi-worker strategy, unless it already has a policy of its own.
+        The defaults are the fastest measured training path (`tfvae.fused`): XLA
+        where it helps (GPU/TPU, or a CPU and networks without convolutions), with
+        `steps_per_execution` steps fused into one XLA program. Callbacks (and a KL
+        schedule) then act every `steps_per_execution` steps.
 
-    TensorFlow's default (`AUTO`) shards by file, and fails at the first batch when
-    a split has fewer files than there are workers ("Could not apply FILE based
-    sharding: the dataset only has 1 file(s)"), as TFDS's MNIST has. By batch, every
-    worker reads the whole split, in the same seeded order, and keeps its share of
-    each global batch. Set `options.experimental_distribute.auto_shard_policy` on
-    the dataset yourself (`FILE`) for data sets of many files.
-    """
-    if not isinstance(dataset, tf.data.Dataset) or not is_multi_worker(model):
-        return dataset
-    policy = tf.data.experimental.AutoShardPolicy
-    if dataset.options().experimental_distribute.auto_shard_policy != policy.AUTO:
-        return dataset
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = policy.DATA
-    return dataset.with_options(options)
+        Args:
+            optimizer: a Keras optimizer or its name (default Adam, learning rate 1e-3).
+            loss: must be None.
+            jit_compile: True, False or `"auto"` (default; see
+                `auto_jit_compile`).
+            steps_per_execution: train steps per call from `fit` (default 32); with
+                XLA they run as one program.
+            **kwargs: other `keras.Model.compile` arguments.
 
+        Raises:
+            ValueError: if a `loss` is given.
+        """
+        if loss is not None:
+            raise ValueError(
+                "A VAE computes its own loss (distortion + beta * rate); do not pass "
+                f"`loss` to compile(). Received: loss={loss!r}"
+            )
+        if jit_compile == "auto" and not kwargs.get("run_eagerly"):
+            jit_compile = auto_jit_compile(self)
+        elif jit_compile is True and scaling.is_distributed(self):
+            warnings.warn(
+                "jit_compile=True is ignored under tf.distribute: Keras 3.15 cannot run a "
+                "strategy's step inside XLA (see tfvae.scaling.distributed_function); "
+                "training runs without XLA.",
+                stacklevel=2,
+            )
+            jit_compile = False
+        super().compile(
+            optimizer=optimizer,
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+            **kwargs,
+        )
+        # Creating the optimizer's variables now, rather than inside the first traced
+        # step, lets tf.function trace the train step once instead of twice.
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
 
-def replica_seed(seed: tf.Tensor) -> tf.Tensor:
-    """`seed` folded with the replica's id under `tf.distribute` (unchanged on one
-    replica), so replicas draw independent noise for their shares of the batch."""
-    context = replica_context()
-    if context is None:
-        return seed
-    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
-    return tf.cast(tf.random.experimental.stateless_fold_in(seed, replica), seed.dtype)
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Skipped once built: a VAE has its weights from construction and its optimizer's
+        from `compile`. (Under `tf.distribute`, Keras 3.15 builds from the replicas'
+        first batches averaged together, which fails when a batch splits unevenly,
+        e.g. 899 + 898 examples on two replicas.)"""
+        if self.built and getattr(self.optimizer, "built", False):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
+    def make_train_function(self, force=False):
+        """Keras' train function, or the fused multi-step XLA one (`tfvae.fused`) where it
+        applies, or `tfvae.scaling.distributed_function` under `tf.distribute`."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        if fused.uses_fused_steps(self):
+            self.train_function = fused.fused_train_function(self)
+        elif scaling.uses_distributed_steps(self):
+            self.train_function = scaling.distributed_function(self, self.train_step)
+        else:
+            return super().make_train_function(force)
+        return self.train_function
 
-def distributed_function(model, step: Callable) -> Callable:
-    """Returns a train or test function for `model.fit`/`evaluate` under `tf.distribute`.
+    def make_test_function(self, force=False):
+        """Keras' test function, without XLA: compiling it (per batch shape) costs more
+        than it saves on the few evaluation steps of an epoch."""
+        if self.test_function is not None and not force:
+            return self.test_function
+        if scaling.uses_distributed_steps(self):
+            self.test_function = scaling.distributed_function(self, self.test_step)
+            return self.test_function
+        jit_compile, self._jit_compile = self._jit_compile, False
+        try:
+            return super().make_test_function(force)
+        finally:
+            self._jit_compile = jit_compile
 
-    Keras 3.15's own functions fail under `tf.distribute` in two ways, so tfvae
-    uses this one there:
+    def compile_from_config(self, config):
+        """Re-compiles a loaded model as saved, with its optimizer state (for `.keras` files)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
 
-    - under `MirroredStrategy` with `steps_per_execution > 1`, the optimizer's
-      cross-replica `merge_call` sits inside the step loop's `tf.cond` ("You must
-      feed a value for placeholder tensor", keras-team/keras#19246);
-    - under `MultiWorkerMirroredStrategy`, the per-replica metric results are
-      reduced with `strategy.reduce("MEAN", v, axis=0)`, which fails on scalars
-      ("Invalid reduction dimension 0 for input with 0 dimensions").
+    def _checked_data(self, data, name):
+        if data is None:
+            return None
+        support = self.data_support
+        if isinstance(data, tf.data.Dataset):
+            checked = check_dataset(data, self.data_shape, support, name)
+            return scaling.sharded_by_batch(checked, self)
+        if isinstance(data, keras.utils.PyDataset) or callable(getattr(data, "__next__", None)):
+            return data
+        if isinstance(data, tuple):
+            return (check_array(data[0], self.data_shape, support, name),) + data[1:]
+        return check_array(data, self.data_shape, support, name)
 
-    This function runs an execution's steps from Python, one `strategy.run` of the
-    unchanged `step` each, so callbacks still see one batch end per
-    `steps_per_execution` steps. The last step's logs are averaged over the
-    replicas, once per execution (epoch logs come from the metrics, which sum over
-    replicas exactly).
+    def _checked_labels(self, x, y):
+        """Checks labels passed beside x (conditional models need them); returns them."""
+        return y
 
-    Args:
-        model: a compiled `tfvae.VAE` made under the strategy's scope.
-        step: `model.train_step` or `model.test_step`.
+    def _feeds_in_memory(self, x, args, kwargs) -> bool:
+        """Whether fit feeds arrays through `tfvae.fused.in_memory_dataset` (fused path)."""
+        keras_only = ("validation_split", "sample_weight", "class_weight", "steps_per_epoch")
+        return (
+            not args
+            and isinstance(x, (np.ndarray, tf.Tensor))
+            and isinstance(kwargs.get("shuffle", True), bool)
+            and not any(kwargs.get(name) for name in keras_only)
+            and fused.uses_fused_steps(self)
+        )
 
-    Returns:
-        A function of a distributed iterator with the contract of Keras'
-        `train_function`: it runs up to `model.steps_per_execution` steps, returns
-        the logs of the last, and raises `StopIteration` when the iterator is empty.
-    """
-    strategy = model.distribute_strategy
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, with the data checked first (see `tfvae.validation`).
 
-    @tf.function(reduce_retracing=True)
-    def one_step(data):
-        return strategy.run(step, args=(data,))
+        Training stops at the first non-finite loss term (`StopOnNonFinite` is added
+        to the callbacks unless one is there).
 
-    def function(iterator):
-        logs = None
-        for _ in range(model.steps_per_execution):
-            try:
-                data = next(iterator)
-            except (StopIteration, tf.errors.OutOfRangeError):
-                break
-            logs = one_step(data)
-        if logs is None:
-            raise StopIteration
-        mean = tf.distribute.ReduceOp.MEAN
-        return tf.nest.map_structure(lambda v: strategy.reduce(mean, v, axis=None), logs)
+        Raises:
+            ValueError / TypeError: for data of the wrong shape, type or range, with
+                NaN or Inf, or empty (also when a dataset batch goes wrong mid-epoch).
+            tfvae.faults.NonFiniteLossError: when a loss term goes NaN or infinite,
+                naming the term, the epoch and the steps.
+        """
+        x = self._checked_data(x, "x")
+        y = self._checked_labels(x, y)
+        if self._feeds_in_memory(x, args, kwargs):
+            x = fused.in_memory_dataset(
+                x, y, kwargs.pop("batch_size", None), kwargs.pop("shuffle", True)
+            )
+            y = None
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)  # a dataset shuffles itself
+        if kwargs.get("validation_data") is not None:
+            kwargs["validation_data"] = self._checked_data(
+                kwargs["validation_data"], "validation_data"
+            )
+        callbacks = list(kwargs.get("callbacks") or [])
+        if not any(isinstance(c, StopOnNonFinite) for c in callbacks):
+            kwargs["callbacks"] = [StopOnNonFinite(), *callbacks]
+        with reraise_input_errors():
+            history = super().fit(x, y, *args, **kwargs)
+        epochs = kwargs.get("epochs", args[1] if len(args) > 1 else 1)
+        if not history.history and epochs > kwargs.get("initial_epoch", 0):
+            raise ValueError(
+                "`x` is empty: the dataset yielded no batches, so nothing was trained."
+            )
+        return history
 
-    return function
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate`, with the data checked first."""
+        x = self._checked_data(x, "x")
+        y = self._checked_labels(x, y)
+        with reraise_input_errors():
+            result = super().evaluate(x, y, *args, **kwargs)
+        if result is None or (hasattr(result, "__len__") and len(result) == 0):
+            raise ValueError("`x` is empty: the dataset yielded no batches to evaluate.")
+        return result
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict` (reconstruction means), with the data checked first."""
+        x = self._checked_data(x, "x")
+        if isinstance(x, tf.data.Dataset) and int(x.cardinality()) < 0:
+            with reraise_input_errors():
+                if not any(True for _ in x.take(1)):
+                    raise ValueError("`x` is empty: the dataset yields no batches.")
+        with reraise_input_errors():
+            return super().predict(x, *args, **kwargs)

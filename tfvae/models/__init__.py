@@ -38,14 +38,19 @@ variant is one new file plus one registration.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from tfvae.models import registry
-from tfvae.models.beta import BetaVAE
-from tfvae.models.conditional import ConditionalVAE
-from tfvae.models.free_bits import FreeBitsVAE
-from tfvae.models.hierarchical import HierarchicalVAE
-from tfvae.models.iwae import IWAE
-from tfvae.models.vae import VAE, ElboParts, ImportanceSample
-from tfvae.models.vqvae import VQVAE, VectorQuantizer
+
+if TYPE_CHECKING:
+    from tfvae.models.beta import BetaVAE
+    from tfvae.models.conditional import ConditionalVAE
+    from tfvae.models.free_bits import FreeBitsVAE
+    from tfvae.models.hierarchical import HierarchicalVAE
+    from tfvae.models.iwae import IWAE
+    from tfvae.models.vae import VAE, ElboParts, ImportanceSample
+    from tfvae.models.vqvae import VQVAE, VectorQuantizer
 
 __all__ = [
     "VAE",
@@ -65,6 +70,31 @@ __all__ = [
 
 #: Model names accepted by `build` and `tfvae train --model` (the registry's).
 MODELS = tuple(registry.REGISTRY)
+
+#: Where each class lives; they are imported (with TensorFlow) on first use, so the
+#: registry can be read without TensorFlow.
+_CLASSES = {
+    "VAE": "vae",
+    "ElboParts": "vae",
+    "ImportanceSample": "vae",
+    "BetaVAE": "beta",
+    "FreeBitsVAE": "free_bits",
+    "IWAE": "iwae",
+    "ConditionalVAE": "conditional",
+    "VQVAE": "vqvae",
+    "VectorQuantizer": "vqvae",
+    "HierarchicalVAE": "hierarchical",
+}
+
+
+def __getattr__(name: str):
+    if name in _CLASSES:
+        return getattr(importlib.import_module(f"tfvae.models.{_CLASSES[name]}"), name)
+    raise AttributeError(f"module 'tfvae.models' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 def build(

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import networks
+from tfvae.arguments import check_integer
 from tfvae.models.vae import VAE
 
 __all__ = ["ConditionalVAE", "build"]
@@ -46,10 +47,7 @@ class ConditionalVAE(VAE):
     """
 
     def __init__(self, encoder, decoder, num_classes: int, **kwargs):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(
-                f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}"
-            )
+        num_classes = check_integer("num_classes", num_classes, 2)
         for role, model in (("encoder", encoder), ("decoder", decoder)):
             shapes = [tuple(t.shape[1:]) for t in getattr(model, "inputs", None) or []]
             if len(shapes) != 2 or shapes[1] != (num_classes,):

@@ -14,12 +14,11 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import keras
 import tensorflow as tf
 
 from tfvae import losses, networks
+from tfvae.arguments import check_number
 from tfvae.models.vae import VAE
 
 __all__ = ["FreeBitsVAE", "build"]
@@ -46,16 +45,9 @@ class FreeBitsVAE(VAE):
     term_names = VAE.term_names + ("optimized_rate",)
 
     def __init__(self, encoder, decoder, free_bits: float = 0.25, **kwargs):
-        if (
-            isinstance(free_bits, bool)
-            or not isinstance(free_bits, (int, float))
-            or not (math.isfinite(free_bits) and free_bits >= 0)
-        ):
-            raise ValueError(
-                f"`free_bits` must be a number of nats >= 0. Received: free_bits={free_bits!r}"
-            )
+        free_bits = check_number("free_bits", free_bits)  # nats
         super().__init__(encoder, decoder, **kwargs)
-        self.free_bits = float(free_bits)
+        self.free_bits = free_bits
 
     def loss_terms(self, x, y=None, training=False):
         parts = self.elbo_parts(x, y, training=training)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import keras
 
 from tfvae import losses, networks
+from tfvae.arguments import check_integer
 from tfvae.models.vae import VAE
 
 __all__ = ["IWAE", "build"]
@@ -41,8 +42,7 @@ class IWAE(VAE):
     term_names = VAE.term_names + ("iwae_bound",)
 
     def __init__(self, encoder, decoder, k: int = 5, **kwargs):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"`k` must be an integer >= 1. Received: k={k!r}")
+        k = check_integer("k", k)
         super().__init__(encoder, decoder, **kwargs)
         self.k = k
 

@@ -4,7 +4,8 @@
     loss(x) = distortion + beta * rate
 
 `VAE.loss_terms` computes the per-example terms; it is the one method that variants
-override. `train_step` and `test_step` are written once, here. The methods every tool
+override; `train_step` and `test_step` are written once, in `tfvae.training.Trainer`,
+which `VAE` extends. The methods every tool
 calls (`encode`, `central_latent`, `decode`, `sample_latent`, `log_importance_weights`)
 are the contract written down in `tfvae/models/__init__.py`.
 
@@ -22,8 +23,6 @@ References:
 from __future__ import annotations
 
 import copy
-import math
-import warnings
 from typing import NamedTuple
 
 import keras
@@ -31,11 +30,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import losses, networks, priors
-from tfvae import training as training_path
-from tfvae.callbacks import StopOnNonFinite
+from tfvae import losses, networks, priors, scaling
+from tfvae.arguments import check_integer, check_number
 from tfvae.layers import DistributionLayer, MultivariateNormalDiag
-from tfvae.validation import check_array, check_dataset, reraise_input_errors
+from tfvae.training import Trainer
+from tfvae.validation import check_array
 
 tfd = tfp.distributions
 
@@ -106,16 +105,8 @@ def _output_layer(model: keras.Model, role: str) -> DistributionLayer:
     return layer
 
 
-def _check_beta(beta) -> float:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating, np.integer)):
-        raise TypeError(f"`beta` must be a number. Received: beta={beta!r}")
-    if not math.isfinite(beta) or beta < 0:
-        raise ValueError(f"`beta` must be a finite number >= 0. Received: beta={beta!r}")
-    return float(beta)
-
-
 @keras.saving.register_keras_serializable(package="tfvae")
-class VAE(keras.Model):
+class VAE(Trainer):
     """A VAE made of a functional encoder q(z|x), a decoder p(x|z) and a prior p(z).
 
     The encoder ends in a layer that returns the posterior distribution (such as
@@ -171,7 +162,7 @@ class VAE(keras.Model):
         self.beta = self.add_weight(
             name="beta",
             shape=(),
-            initializer=keras.initializers.Constant(_check_beta(beta)),
+            initializer=keras.initializers.Constant(check_number("beta", beta)),
             trainable=False,
         )
         self._noise = keras.random.SeedGenerator(seed, name="posterior_noise")
@@ -179,7 +170,6 @@ class VAE(keras.Model):
         self._evaluation_noise = keras.random.SeedGenerator(
             evaluation_seed, name="evaluation_noise"
         )
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in self.term_names}
         # Every weight exists now; marking the model built means `.keras` files and
         # exports carry all of them, even when it is only ever trained by `fit`.
         self.build((None,) + self.data_shape)
@@ -233,6 +223,11 @@ class VAE(keras.Model):
     latent_is_discrete: bool = False
 
     @property
+    def data_support(self) -> tuple[float, float] | None:
+        """The interval the likelihood needs every value of x in (such as [0, 1])."""
+        return self.likelihood.support
+
+    @property
     def is_conditional(self) -> bool:
         """True when the encoder and decoder take a label (`labels=` is then required)."""
         return self.num_classes is not None
@@ -280,7 +275,7 @@ class VAE(keras.Model):
 
     def _checked(self, x, name="x"):
         if tf.executing_eagerly() and not isinstance(x, keras.KerasTensor):
-            return tf.constant(check_array(x, self.data_shape, self.likelihood.support, name))
+            return tf.constant(check_array(x, self.data_shape, self.data_support, name))
         return x
 
     def _label_batch(self, labels, examples):
@@ -399,8 +394,8 @@ class VAE(keras.Model):
         """
         if output not in ("mean", "sample"):
             raise ValueError(f'`output` must be "mean" or "sample". Received: output={output!r}')
-        if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n < 1:
-            raise ValueError(f"`n` must be >= 1. Received: n={n}")
+        if not tf.is_tensor(n):
+            n = check_integer("n", n)
         likelihood = self._decode(self.sample_latent(n, seed), self._label_batch(labels, n))
         if output == "mean":
             return likelihood.mean()
@@ -422,12 +417,11 @@ class VAE(keras.Model):
         Raises:
             ValueError: for a model without a density (VQ-VAE), bad data or `k < 1`.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"`k` must be an integer >= 1. Received: k={k!r}")
+        k = check_integer("k", k)
         self.require_density("log_importance_weights")
         x = self._checked(x)
         y = self._label_batch(labels, x)
-        return self._importance_sample(x, y, int(k), _stateless(seed)).log_weights
+        return self._importance_sample(x, y, k, _stateless(seed)).log_weights
 
     def require_density(self, what: str) -> None:
         """Raises a one-line ValueError when the model has no density p(x) for `what`."""
@@ -459,7 +453,7 @@ class VAE(keras.Model):
         """A seed for sampling z: training draws from the checkpointed `_noise`;
         evaluation from its own generator, so validating never shifts training's noise."""
         seed = tf.cast((self._noise if training else self._evaluation_noise).next(), tf.int32)
-        return training_path.replica_seed(seed)
+        return scaling.replica_seed(seed)
 
     def elbo_parts(self, x, y=None, training: bool = False) -> ElboParts:
         """Encodes x, draws one z ~ q(z|x), decodes it, and returns the ELBO's parts.
@@ -503,221 +497,6 @@ class VAE(keras.Model):
         """
         parts = self.elbo_parts(x, y, training=training)
         return self.terms(parts.distortion, parts.rate)
-
-    @staticmethod
-    def _unpack(data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return tf.cast(x, tf.float32), y
-
-    def _record(self, terms):
-        for name, tracker in self._trackers.items():
-            tracker.update_state(terms[name])
-        return self._metric_results()
-
-    def _metric_results(self) -> dict[str, tf.Tensor]:
-        return {name: tracker.result() for name, tracker in self._trackers.items()}
-
-    def train_step(self, data):
-        x, y = self._unpack(data)
-        with tf.GradientTape() as tape:
-            terms = self.loss_terms(x, y, training=True)
-            # The mean over the global batch (this replica's share of it).
-            loss = training_path.global_batch_mean(terms["loss"])
-            if self.losses:
-                replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                loss += tf.add_n(self.losses) / replicas  # gradients are summed over them
-            # Multiplied by the loss scale under mixed_float16 (the optimizer is then a
-            # LossScaleOptimizer, which unscales the gradients); unchanged otherwise.
-            loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._record(terms)
-
-    def test_step(self, data):
-        x, y = self._unpack(data)
-        return self._record(self.loss_terms(x, y, training=False))
-
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
-
-    # ------------------------------------------------------------------ Keras API
-    def compile(
-        self,
-        optimizer="adam",
-        loss=None,
-        jit_compile=training_path.DEFAULT_JIT_COMPILE,
-        steps_per_execution=training_path.DEFAULT_STEPS_PER_EXECUTION,
-        **kwargs,
-    ):
-        """Configures training; the loss is the model's own, so `loss` must stay None.
-
-        The defaults are the fastest measured training path (`tfvae.training`): XLA
-        where it helps (GPU/TPU, or a CPU and networks without convolutions), with
-        `steps_per_execution` steps fused into one XLA program. Callbacks (and a KL
-        schedule) then act every `steps_per_execution` steps.
-
-        Args:
-            optimizer: a Keras optimizer or its name (default Adam, learning rate 1e-3).
-            loss: must be None.
-            jit_compile: True, False or `"auto"` (default; see
-                `tfvae.training.auto_jit_compile`).
-            steps_per_execution: train steps per call from `fit` (default 32); with
-                XLA they run as one program.
-            **kwargs: other `keras.Model.compile` arguments.
-
-        Raises:
-            ValueError: if a `loss` is given.
-        """
-        if loss is not None:
-            raise ValueError(
-                "A VAE computes its own loss (distortion + beta * rate); do not pass "
-                f"`loss` to compile(). Received: loss={loss!r}"
-            )
-        if jit_compile == "auto" and not kwargs.get("run_eagerly"):
-            jit_compile = training_path.auto_jit_compile(self)
-        elif jit_compile is True and training_path.is_distributed(self):
-            warnings.warn(
-                "jit_compile=True is ignored under tf.distribute: Keras 3.15 cannot run a "
-                "strategy's step inside XLA (see tfvae.training.distributed_function); "
-                "training runs without XLA.",
-                stacklevel=2,
-            )
-            jit_compile = False
-        super().compile(
-            optimizer=optimizer,
-            jit_compile=jit_compile,
-            steps_per_execution=steps_per_execution,
-            **kwargs,
-        )
-        # Creating the optimizer's variables now, rather than inside the first traced
-        # step, lets tf.function trace the train step once instead of twice.
-        if not self.optimizer.built:
-            self.optimizer.build(self.trainable_variables)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Skipped once built: a VAE has its weights from construction and its optimizer's
-        from `compile`. (Under `tf.distribute`, Keras 3.15 builds from the replicas'
-        first batches averaged together, which fails when a batch splits unevenly,
-        e.g. 899 + 898 examples on two replicas.)"""
-        if self.built and getattr(self.optimizer, "built", False):
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-    def make_train_function(self, force=False):
-        """Keras' train function, or the fused multi-step XLA one where it applies."""
-        if self.train_function is not None and not force:
-            return self.train_function
-        if training_path.uses_fused_steps(self):
-            self.train_function = training_path.fused_train_function(self)
-        elif training_path.uses_distributed_steps(self):
-            self.train_function = training_path.distributed_function(self, self.train_step)
-        else:
-            return super().make_train_function(force)
-        return self.train_function
-
-    def make_test_function(self, force=False):
-        """Keras' test function, without XLA: compiling it (per batch shape) costs more
-        than it saves on the few evaluation steps of an epoch (`tfvae.training`)."""
-        if self.test_function is not None and not force:
-            return self.test_function
-        if training_path.uses_distributed_steps(self):
-            self.test_function = training_path.distributed_function(self, self.test_step)
-            return self.test_function
-        jit_compile, self._jit_compile = self._jit_compile, False
-        try:
-            return super().make_test_function(force)
-        finally:
-            self._jit_compile = jit_compile
-
-    def compile_from_config(self, config):
-        """Re-compiles a loaded model as saved, with its optimizer state (for `.keras` files)."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-
-    def _checked_data(self, data, name):
-        if data is None:
-            return None
-        support = self.likelihood.support
-        if isinstance(data, tf.data.Dataset):
-            checked = check_dataset(data, self.data_shape, support, name)
-            return training_path.sharded_by_batch(checked, self)
-        if isinstance(data, keras.utils.PyDataset) or callable(getattr(data, "__next__", None)):
-            return data
-        if isinstance(data, tuple):
-            return (check_array(data[0], self.data_shape, support, name),) + data[1:]
-        return check_array(data, self.data_shape, support, name)
-
-    def _checked_labels(self, x, y):
-        """Checks labels passed beside x (conditional models need them); returns them."""
-        return y
-
-    def _feeds_in_memory(self, x, args, kwargs) -> bool:
-        """Whether fit feeds arrays through `tfvae.training.in_memory_dataset` (fused path)."""
-        keras_only = ("validation_split", "sample_weight", "class_weight", "steps_per_epoch")
-        return (
-            not args
-            and isinstance(x, (np.ndarray, tf.Tensor))
-            and isinstance(kwargs.get("shuffle", True), bool)
-            and not any(kwargs.get(name) for name in keras_only)
-            and training_path.uses_fused_steps(self)
-        )
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        """`keras.Model.fit`, with the data checked first (see `tfvae.validation`).
-
-        Training stops at the first non-finite loss term (`StopOnNonFinite` is added
-        to the callbacks unless one is there).
-
-        Raises:
-            ValueError / TypeError: for data of the wrong shape, type or range, with
-                NaN or Inf, or empty (also when a dataset batch goes wrong mid-epoch).
-            tfvae.callbacks.NonFiniteLossError: when a loss term goes NaN or infinite,
-                naming the term, the epoch and the steps.
-        """
-        x = self._checked_data(x, "x")
-        y = self._checked_labels(x, y)
-        if self._feeds_in_memory(x, args, kwargs):
-            x = training_path.in_memory_dataset(
-                x, y, kwargs.pop("batch_size", None), kwargs.pop("shuffle", True)
-            )
-            y = None
-        if isinstance(x, tf.data.Dataset):
-            kwargs.setdefault("shuffle", False)  # a dataset shuffles itself
-        if kwargs.get("validation_data") is not None:
-            kwargs["validation_data"] = self._checked_data(
-                kwargs["validation_data"], "validation_data"
-            )
-        callbacks = list(kwargs.get("callbacks") or [])
-        if not any(isinstance(c, StopOnNonFinite) for c in callbacks):
-            kwargs["callbacks"] = [StopOnNonFinite(), *callbacks]
-        with reraise_input_errors():
-            history = super().fit(x, y, *args, **kwargs)
-        epochs = kwargs.get("epochs", args[1] if len(args) > 1 else 1)
-        if not history.history and epochs > kwargs.get("initial_epoch", 0):
-            raise ValueError(
-                "`x` is empty: the dataset yielded no batches, so nothing was trained."
-            )
-        return history
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        """`keras.Model.evaluate`, with the data checked first."""
-        x = self._checked_data(x, "x")
-        y = self._checked_labels(x, y)
-        with reraise_input_errors():
-            result = super().evaluate(x, y, *args, **kwargs)
-        if result is None or (hasattr(result, "__len__") and len(result) == 0):
-            raise ValueError("`x` is empty: the dataset yielded no batches to evaluate.")
-        return result
-
-    def predict(self, x, *args, **kwargs):
-        """`keras.Model.predict` (reconstruction means), with the data checked first."""
-        x = self._checked_data(x, "x")
-        if isinstance(x, tf.data.Dataset) and int(x.cardinality()) < 0:
-            with reraise_input_errors():
-                if not any(True for _ in x.take(1)):
-                    raise ValueError("`x` is empty: the dataset yields no batches.")
-        with reraise_input_errors():
-            return super().predict(x, *args, **kwargs)
 
     _NOISE_STATE = "posterior_noise_state"
 

@@ -27,8 +27,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import losses, networks
-from tfvae import training as training_path
+from tfvae import losses, networks, scaling
+from tfvae.arguments import check_integer
 from tfvae.models.vae import VAE, _check_functional
 
 tfd = tfp.distributions
@@ -62,13 +62,8 @@ class VectorQuantizer(keras.layers.Layer):
     ):
         kwargs.setdefault("dtype", "float32")  # distances and losses stay float32
         super().__init__(**kwargs)
-        if isinstance(num_codes, bool) or not isinstance(num_codes, int) or num_codes < 2:
-            raise ValueError(
-                f"`num_codes` (the codebook size) must be an integer >= 2. "
-                f"Received: num_codes={num_codes!r}"
-            )
-        if isinstance(code_dim, bool) or not isinstance(code_dim, int) or code_dim < 1:
-            raise ValueError(f"`code_dim` must be a positive integer. Received: {code_dim!r}")
+        num_codes = check_integer("num_codes", num_codes, 2)  # the codebook size
+        code_dim = check_integer("code_dim", code_dim)
         if not 0 < decay < 1:
             raise ValueError(f"`decay` must be in (0, 1). Received: decay={decay!r}")
         self.num_codes, self.code_dim = num_codes, code_dim
@@ -112,7 +107,7 @@ class VectorQuantizer(keras.layers.Layer):
     def _update_ema(self, flat, one_hot):
         counts = tf.reduce_sum(one_hot, axis=0)
         sums = tf.matmul(one_hot, flat, transpose_a=True)
-        context = training_path.replica_context()
+        context = scaling.replica_context()
         if context is not None:
             # Statistics of the global batch: every replica then makes the same update,
             # and the mirrored copies of the codebook stay identical.

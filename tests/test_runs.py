@@ -1,7 +1,9 @@
-"""Killed, stopped and resumed training runs of `tfvae train`, in real subprocesses.
+"""tfvae.runs: killed, stopped and resumed training runs.
 
-Every run trains the embedded digits with `--deterministic`, so an interrupted run that
-is resumed must end bit-identical to the uninterrupted one.
+The kill tests run `tfvae train` in real subprocesses (a kill must come from outside).
+Every one of them trains the embedded digits with `--deterministic`, so an interrupted
+run that is resumed must end bit-identical to the uninterrupted one. The last tests
+drive `tfvae.runs.train_run` from Python, as a library user resumes.
 """
 
 import json
@@ -9,15 +11,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 from conftest import run_here
 
-from tfvae import checkpoints, data
+from tfvae import checkpoints, data, runs
 from tfvae.cli import EXIT_INTERRUPTED
-from tfvae.export import load_vae
+from tfvae.config import RunConfig
+from tfvae.loading import load_vae
 
 EPOCHS = 3
 STEPS_PER_EPOCH = 90  # 1,437 digits in batches of 16
@@ -198,3 +202,51 @@ def test_resume_refuses_when_every_checkpoint_is_damaged(tmp_path):
     assert result.returncode == 2
     assert "No intact checkpoint" in result.stderr and "Nothing was deleted" in result.stderr
     assert list((run_dir / "checkpoints").glob("ckpt-*"))
+
+
+def _signal_after_first_checkpoint(run_dir):
+    """SIGTERM to this process once the run's first checkpoint exists (a user's ^C)."""
+
+    def watch():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if list((run_dir / "checkpoints").glob("ckpt-*")):
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_train_run_from_python_stops_on_a_signal_and_resumes_to_the_same_run(tmp_path):
+    settings = dict(epochs=3, batch_size=16, latent_dim=4, jit_compile="off", seed=3)
+    whole = runs.train_run(RunConfig(output_dir=str(tmp_path / "whole"), **settings))
+    assert whole.status == runs.FINISHED and len(whole.history["val_elbo"]) == 3
+
+    config = RunConfig(output_dir=str(tmp_path / "stopped"), **settings)
+    watcher = _signal_after_first_checkpoint(tmp_path / "stopped")
+    stopped = runs.train_run(config)
+    watcher.join()
+    assert stopped.status == runs.INTERRUPTED, stopped.message
+    assert "stopped by SIGTERM" in stopped.message and stopped.checkpoint.is_dir()
+    assert not (tmp_path / "stopped" / "model.keras").exists()
+    # Resuming needs only the folder: the settings come from its config.json.
+    resumed = runs.train_run(RunConfig(output_dir=config.output_dir), resume=True)
+    assert resumed.status == runs.FINISHED
+    assert resumed.history.keys() == whole.history.keys()
+    assert len(resumed.history["val_elbo"]) == 3
+    steps = int(resumed.model.optimizer.iterations.numpy())
+    assert steps == int(whole.model.optimizer.iterations.numpy()) == 3 * STEPS_PER_EPOCH
+    for a, b in zip(resumed.model.get_weights(), whole.model.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-4)  # no op determinism in this process
+    assert (tmp_path / "stopped" / "model.keras").is_file()
+
+
+def test_train_run_refuses_bad_settings_before_touching_any_folder(tmp_path):
+    with pytest.raises(ValueError, match="`epochs` must be an integer >= 1"):
+        runs.train_run(RunConfig(epochs=0, output_dir=str(tmp_path / "run")))
+    with pytest.raises(ValueError, match="`resume` needs `output_dir`"):
+        runs.train_run(RunConfig(), resume=True)
+    assert not (tmp_path / "run").exists()
