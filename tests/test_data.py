@@ -97,7 +97,7 @@ def test_offline_without_files_fails_at_once_with_what_to_do(tmp_path, monkeypat
     with pytest.raises(
         ValueError,
         match=r"'mnist' is not prepared .* cannot be downloaded "
-        r"\(offline\). Pass manual_dir .*train-images-idx3-ubyte.gz",
+        r"\(offline\). Pass `manual_dir` .*train-images-idx3-ubyte.gz",
     ):
         data.load("mnist", data_dir=str(tmp_path), offline=True)
     assert time.monotonic() - start < 30

@@ -180,7 +180,7 @@ def test_learned_priors_are_learned_and_use_the_monte_carlo_rate(digits):
         (
             lambda e, d: models.build("vqvae", (8, 8, 1), num_codes=1),
             ValueError,
-            r"`num_codes` \(the codebook size\) must be an integer >= 2",
+            r"`num_codes` must be an integer >= 2",
         ),
         (lambda e, d: models.build("vqvae", (8, 8, 1), beta=-0.5), ValueError, "beta"),
     ],

@@ -139,3 +139,17 @@ def test_an_empty_dataset_of_unknown_size_is_refused():
         vae.evaluate(empty, verbose=0)
     with pytest.raises(ValueError, match="empty"):
         vae.predict(empty, verbose=0)
+
+
+def test_check_array_and_check_dataset_directly():
+    from tfvae.validation import check_array, check_dataset, reraise_input_errors
+
+    checked = check_array([[0, 1], [1, 0]], (2,), support=(0.0, 1.0))
+    assert checked.dtype == np.float32 and checked.shape == (2, 2)
+    with pytest.raises(ValueError, match=r"`z` must have shape \(batch, 3\)"):
+        check_array(np.zeros((2, 2)), (3,), name="z")
+    batches = tf.data.Dataset.from_tensor_slices(np.array([[[0.5]], [[2.0]]], np.float32))
+    data = check_dataset(batches, (1,), support=(0.0, 1.0))
+    with pytest.raises(ValueError, match=r"^`x` holds values outside \[0, 1\]"):
+        with reraise_input_errors():
+            list(data)

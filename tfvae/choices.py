@@ -8,21 +8,6 @@ its keys are these names.
 
 from __future__ import annotations
 
-__all__ = [
-    "LIKELIHOODS",
-    "NETWORKS",
-    "POSTERIORS",
-    "SCHEDULES",
-    "BINARIZATIONS",
-    "STRATEGIES",
-    "PRECISIONS",
-    "JIT_COMPILE",
-    "PLOTS",
-    "SIGNATURES",
-    "QUANTIZATIONS",
-    "EXPORT_FORMATS",
-]
-
 #: p(x|z) of `tfvae.networks.build(likelihood=...)` (`tfvae.layers.LIKELIHOODS`).
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian", "gaussian_learned_scale")
 #: Encoder/decoder architectures of `tfvae.networks.build`.

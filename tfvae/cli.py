@@ -138,12 +138,26 @@ def _add_model_options(group) -> None:
             )
 
 
+def _command(commands, name: str, handler, summary: str, description: str):
+    """A sub-command's parser, which runs `handler(args)`."""
+    parser = commands.add_parser(name, help=summary, description=description)
+    parser.set_defaults(handler=handler, parser=parser)
+    return parser
+
+
+def _add_output_flags(parser, out: str, overwrite: str, required: bool = False) -> None:
+    parser.add_argument("--out", required=required, help=out)
+    parser.add_argument("--overwrite", action="store_true", help=overwrite)
+
+
 def _train_parser(commands) -> None:
-    train = commands.add_parser(
+    train = _command(
+        commands,
         "train",
-        help="train a VAE and write a run folder",
-        description="Train a VAE with model.fit and write model.keras, config.json, "
-        "history.json, samples.png, reconstructions.png, checkpoints and TensorBoard logs.",
+        _train,
+        "train a VAE and write a run folder",
+        "Train a VAE with model.fit and write model.keras, config.json, history.json, "
+        "samples.png, reconstructions.png, checkpoints and TensorBoard logs.",
     )
     groups = {}
     for setting in RunConfig.settings():
@@ -159,15 +173,16 @@ def _train_parser(commands) -> None:
         help="continue the run in --output-dir from its newest intact checkpoint, with "
         "the flags it was started with",
     )
-    train.set_defaults(handler=_train, parser=train)
 
 
 def _export_parser(commands) -> None:
-    export = commands.add_parser(
+    export = _command(
+        commands,
         "export",
-        help="export a run's model to a SavedModel or a .tflite file",
-        description="Export RUN_DIR/model.keras (or a .keras file) to a SavedModel folder "
-        "(signatures encode, decode, sample, reconstruct) or a .tflite file (decode, sample).",
+        _export,
+        "export a run's model to a SavedModel or a .tflite file",
+        "Export RUN_DIR/model.keras (or a .keras file) to a SavedModel folder (signatures "
+        "encode, decode, sample, reconstruct) or a .tflite file (decode, sample).",
     )
     export.add_argument("run", metavar="RUN_DIR", help="a run folder, or a .keras file")
     export.add_argument("--format", choices=choices.EXPORT_FORMATS, required=True)
@@ -176,36 +191,31 @@ def _export_parser(commands) -> None:
         choices=choices.QUANTIZATIONS,
         help="TFLite weight quantisation (default: none, float32)",
     )
-    export.add_argument(
-        "--out",
-        help="where to write (default: RUN_DIR/saved_model, "
-        "RUN_DIR/model.tflite or RUN_DIR/model.<quantize>.tflite)",
+    _add_output_flags(
+        export,
+        "where to write (default: RUN_DIR/saved_model, RUN_DIR/model.tflite or "
+        "RUN_DIR/model.<quantize>.tflite)",
+        "replace an existing output (only once the new one is complete)",
     )
-    export.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing output (only once the new one is complete)",
-    )
-    export.set_defaults(handler=_export, parser=export)
 
 
 def _sample_parser(commands) -> None:
-    sample = commands.add_parser(
+    sample = _command(
+        commands,
         "sample",
-        help="draw samples from a model and write a PNG grid",
-        description="Draw samples from a .keras file, a SavedModel folder or a .tflite file "
-        "(run by LiteRT) and write them as a PNG grid.",
+        _sample,
+        "draw samples from a model and write a PNG grid",
+        "Draw samples from a .keras file, a SavedModel folder or a .tflite file (run by "
+        "LiteRT) and write them as a PNG grid.",
     )
     sample.add_argument("model", metavar="MODEL", help=".keras file, SavedModel folder or .tflite")
     sample.add_argument("-n", type=_positive_int, default=64, help="how many (default: 64)")
-    sample.add_argument("--out", required=True, help="the PNG file to write")
     sample.add_argument(
         "--label",
         type=int,
         help="the class of every sample (conditional models only; they need it)",
     )
-    sample.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
-    sample.set_defaults(handler=_sample, parser=sample)
+    _add_output_flags(sample, "the PNG file to write", "replace an existing PNG", required=True)
 
 
 _MODEL_SOURCE_HELP = (
@@ -214,10 +224,12 @@ _MODEL_SOURCE_HELP = (
 
 
 def _evaluate_parser(commands) -> None:
-    evaluate = commands.add_parser(
+    evaluate = _command(
+        commands,
         "evaluate",
-        help="measure a trained run: log-likelihood, ELBO, rate, distortion, active units",
-        description="Evaluate RUN_DIR/model.keras on a data split; print a table and write "
+        _evaluate,
+        "measure a trained run: log-likelihood, ELBO, rate, distortion, active units",
+        "Evaluate RUN_DIR/model.keras on a data split; print a table and write "
         "RUN_DIR/metrics.json.",
     )
     evaluate.add_argument("run", metavar="RUN_DIR", help=_MODEL_SOURCE_HELP)
@@ -233,14 +245,15 @@ def _evaluate_parser(commands) -> None:
         "--examples", type=_positive_int, help="evaluate the first N examples only (default: all)"
     )
     _add_source_flags(evaluate)
-    evaluate.set_defaults(handler=_evaluate, parser=evaluate)
 
 
 def _plot_parser(commands) -> None:
-    plot = commands.add_parser(
+    plot = _command(
+        commands,
         "plot",
-        help="draw a picture of a trained run (PNG)",
-        description="Draw one picture of RUN_DIR's model: prior samples, reconstructions, an "
+        _plot,
+        "draw a picture of a trained run (PNG)",
+        "Draw one picture of RUN_DIR's model: prior samples, reconstructions, an "
         "interpolation, latent traversals, the latent map (PCA of posterior means, by label), "
         "the 2-D manifold (2-D latents), or the training curves.",
     )
@@ -253,10 +266,10 @@ def _plot_parser(commands) -> None:
         help="conditional models: the class held fixed (samples, interpolation, traversal, "
         "manifold; default: every class in turn, or the first image's class)",
     )
-    plot.add_argument("--out", help="the PNG to write (default: RUN_DIR/plots/<what>.png)")
-    plot.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+    _add_output_flags(
+        plot, "the PNG to write (default: RUN_DIR/plots/<what>.png)", "replace an existing PNG"
+    )
     _add_source_flags(plot)
-    plot.set_defaults(handler=_plot, parser=plot)
 
 
 def _parser() -> argparse.ArgumentParser:

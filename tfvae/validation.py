@@ -99,6 +99,44 @@ def _x_of(element):
     return element[0] if isinstance(element, tuple) else element
 
 
+def _batch_check(expected: tuple, support, name: str):
+    """The function `check_dataset` maps over batches: asserts, then passes x on."""
+
+    def check(*element):
+        x = element[0]
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(x)[1:],
+                tf.constant(expected, tf.int32),
+                message=f"{_MARKER}`{name}` must yield batches of shape {_expected(expected)}; "
+                "a batch had another shape",
+            ),
+        ]
+        x = tf.cast(x, tf.float32)
+        checks.append(
+            tf.debugging.assert_equal(
+                tf.reduce_all(tf.math.is_finite(x)),
+                True,
+                message=f"{_MARKER}`{name}` holds NaN or Inf values; expected finite numbers",
+            )
+        )
+        if support is not None:
+            inside = tf.logical_and(tf.reduce_all(x >= support[0]), tf.reduce_all(x <= support[1]))
+            checks.append(
+                tf.debugging.assert_equal(
+                    inside,
+                    True,
+                    message=f"{_MARKER}`{name}` holds values outside {_fmt_interval(support)}, "
+                    "which the likelihood needs (scale images to [0, 1], e.g. x / 255)",
+                )
+            )
+        with tf.control_dependencies(checks):
+            x = tf.identity(x)
+        return (x,) + element[1:] if len(element) > 1 else x
+
+    return check
+
+
 def check_dataset(
     dataset: tf.data.Dataset,
     expected_shape: tuple[int, ...],
@@ -153,38 +191,7 @@ def check_dataset(
     if int(dataset.cardinality()) == 0:
         raise ValueError(f"`{name}` is empty: the dataset yields no batches.")
 
-    def check(*element):
-        x = element[0]
-        checks = [
-            tf.debugging.assert_equal(
-                tf.shape(x)[1:],
-                tf.constant(expected, tf.int32),
-                message=f"{_MARKER}`{name}` must yield batches of shape {_expected(expected)}; "
-                "a batch had another shape",
-            ),
-        ]
-        x = tf.cast(x, tf.float32)
-        checks.append(
-            tf.debugging.assert_equal(
-                tf.reduce_all(tf.math.is_finite(x)),
-                True,
-                message=f"{_MARKER}`{name}` holds NaN or Inf values; expected finite numbers",
-            )
-        )
-        if support is not None:
-            inside = tf.logical_and(tf.reduce_all(x >= support[0]), tf.reduce_all(x <= support[1]))
-            checks.append(
-                tf.debugging.assert_equal(
-                    inside,
-                    True,
-                    message=f"{_MARKER}`{name}` holds values outside {_fmt_interval(support)}, "
-                    "which the likelihood needs (scale images to [0, 1], e.g. x / 255)",
-                )
-            )
-        with tf.control_dependencies(checks):
-            x = tf.identity(x)
-        return (x,) + element[1:] if len(element) > 1 else x
-
+    check = _batch_check(expected, support, name)
     return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
