@@ -1,4 +1,4 @@
-"""Runs distributed training in a fresh process for tests/test_distribute.py.
+"""Runs distributed training in a fresh process for tests/test_scaling.py.
 
 python tests/distributed_script.py mirrored OUT.json
     Splits the CPU into two logical devices (only possible before TensorFlow

@@ -18,6 +18,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfvae.arguments import check_integer, check_number
+
 __all__ = ["Option", "ModelSpec", "REGISTRY", "register", "spec"]
 
 #: What an option's value may be: an integer >= 1, a number >= 0, or an on/off flag.
@@ -54,14 +56,9 @@ class Option:
             if not isinstance(value, bool):
                 raise TypeError(f"`{self.name}` must be True or False. Received: {value!r}")
         elif self.kind == "count":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{self.name}` must be an integer >= 1. Received: {value!r}")
-        elif (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not 0 <= value < float("inf")
-        ):
-            raise ValueError(f"`{self.name}` must be a finite number >= 0. Received: {value!r}")
+            check_integer(self.name, value)
+        else:
+            check_number(self.name, value)
         return value
 
 
