@@ -31,6 +31,7 @@ def fixed_binarized_mnist(mnist_source):
     return x, None, x_test, None
 
 
+@pytest.mark.slow  # every model trained on real MNIST under XLA (about a minute and a half)
 @pytest.mark.parametrize("name", models.MODELS)
 def test_every_model_trains_on_mnist_reloads_and_its_log_likelihood_is_above_its_bounds(
     name, request, tmp_path

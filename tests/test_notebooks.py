@@ -7,6 +7,9 @@ import pytest
 from conftest import _shared_data
 from nbclient import NotebookClient
 
+# Each notebook trains a model in a fresh kernel (about two minutes for all four).
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 # Small settings for the suite: the first code cell of each notebook holds its parameters.
 SMALL = {"EPOCHS": "1"}

@@ -124,6 +124,7 @@ KILL_MOMENTS = {
 }
 
 
+@pytest.mark.slow  # five subprocess runs (about two minutes); the SIGTERM test below is not slow
 @pytest.mark.parametrize("moment", KILL_MOMENTS)
 def test_a_run_killed_at_any_moment_resumes_to_the_same_weights(tmp_path, uninterrupted, moment):
     run_dir = tmp_path / "run"

@@ -51,10 +51,12 @@ def mirrored(tmp_path_factory):
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # two logical CPU devices, trained twice (about a minute with its fixture)
 def test_mirrored_strategy_runs_on_two_replicas(mirrored):
     assert mirrored["replicas"] == 2
 
 
+@pytest.mark.slow  # two logical CPU devices, trained twice (about a minute with its fixture)
 def test_mirrored_vqvae_matches_one_device_to_rounding(mirrored):
     # VQ-VAE's objective draws no noise, so two replicas must reproduce one device:
     # the mean over the global batch (also split unevenly), the summed gradients,
@@ -72,6 +74,7 @@ def test_mirrored_vqvae_matches_one_device_to_rounding(mirrored):
     assert vq["codebook_copies"] == 0.0  # the two replicas' copies stay identical
 
 
+@pytest.mark.slow  # two logical CPU devices, trained twice (about a minute with its fixture)
 def test_mirrored_vae_loss_after_40_steps_matches_one_device(mirrored):
     # Stated tolerance: 2% of the test loss after 40 full-batch Adam steps. Each
     # replica draws its own posterior noise, so the runs differ by sampling noise
@@ -85,16 +88,19 @@ def test_mirrored_vae_loss_after_40_steps_matches_one_device(mirrored):
     assert abs(vae["double_learning_rate"] - one) / one > 0.02
 
 
+@pytest.mark.slow  # two logical CPU devices, trained twice (about a minute with its fixture)
 def test_mirrored_metrics_average_over_all_replicas_and_an_uneven_batch(mirrored):
     vae = mirrored["vae"]
     np.testing.assert_allclose(vae["rate_mirrored"], vae["rate_one_device"], rtol=1e-5)
 
 
+@pytest.mark.slow  # two logical CPU devices, trained twice (about a minute with its fixture)
 def test_replicas_draw_different_posterior_noise(mirrored):
     first, second = mirrored["vae"]["replica_seeds"]
     assert first != second
 
 
+@pytest.mark.slow  # two logical CPU devices, trained twice (about a minute with its fixture)
 def test_checkpoint_written_under_mirrored_strategy_resumes_exactly(mirrored):
     resume = mirrored["resume"]
     assert resume["mirrored_variables"] == "MirroredVariable"  # loaded into the scope
