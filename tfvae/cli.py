@@ -95,12 +95,9 @@ def _flag(name: str) -> str:
 
 def _add_source_flags(parser) -> None:
     """Where data comes from, for evaluate and plot (train's come from RunConfig)."""
-    for name in ("manual_dir", "data_dir", "offline"):
-        setting = next(s for s in RunConfig.settings() if s.name == name)
-        if setting.metadata["kind"] == "switch":
-            parser.add_argument(_flag(name), action="store_true", help=setting.metadata["help"])
-        else:
-            parser.add_argument(_flag(name), help=setting.metadata["help"])
+    for setting in RunConfig.settings():
+        if setting.name in ("manual_dir", "data_dir", "offline"):
+            _add_setting(parser, setting)
 
 
 def _add_setting(group, setting) -> None:
