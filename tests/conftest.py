@@ -6,14 +6,19 @@ import contextlib
 import io
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
-import keras
-import numpy as np
-import pytest
+# XLA's compilation cache (tfvae.compile_cache) in a folder of this session's own, set
+# before tfvae is imported; the CLI's subprocesses inherit it.
+os.environ.setdefault("TFVAE_XLA_CACHE", tempfile.mkdtemp(prefix="tfvae-xla-cache-"))
 
-import tfvae
-from tfvae import export
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import tfvae  # noqa: E402
+from tfvae import export  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

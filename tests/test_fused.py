@@ -81,3 +81,60 @@ def test_steps_per_execution_one_or_eager_falls_back_to_keras_loop(digits):
         assert not fused.uses_fused_steps(vae)
         vae.fit(digits[0][:128], batch_size=64, verbose=0)
         assert int(vae.optimizer.iterations) == 2
+
+
+def test_in_memory_batches_are_all_full_and_cover_every_example_each_epoch():
+    x = np.arange(1000, dtype=np.float32).reshape(1000, 1)  # 62 full batches of 16, 8 over
+    dataset = fused.in_memory_dataset(x, batch_size=16, shuffle=True)
+    assert int(dataset.cardinality()) == 63
+    for _ in range(2):  # two epochs, each a new order
+        batches = [b[0].numpy().ravel() for b in dataset]
+        assert [len(b) for b in batches] == [16] * 63
+        seen = np.concatenate(batches)
+        assert set(seen.tolist()) == set(range(1000))  # every example once ...
+        assert len(seen) - len(set(seen.tolist())) == 8  # ... and 8 of them twice
+    small = fused.in_memory_dataset(x[:5], batch_size=16)  # fewer than a batch: one of 5
+    assert [tuple(b[0].shape) for b in small] == [(5, 1)]
+
+
+def test_as_tensor_shares_aligned_float32_memory_and_copies_anything_else_once():
+    aligned = tfvae.data.aligned_float32(np.random.default_rng(0).random((300, 7)))
+    assert aligned.ctypes.data % tfvae.data.ALIGNMENT == 0
+    shared = fused.as_tensor(aligned)
+    assert np.shares_memory(np.asarray(shared), aligned)
+    for other in (aligned.astype(np.float64), aligned[1:], np.asfortranarray(aligned)):
+        tensor = fused.as_tensor(other)
+        assert tensor.dtype == tf.float32
+        assert not np.shares_memory(np.asarray(tensor), other)
+        np.testing.assert_array_equal(tensor.numpy(), other.astype(np.float32))
+    read_only = aligned.copy()
+    read_only.flags.writeable = False
+    np.testing.assert_array_equal(fused.as_tensor(read_only).numpy(), aligned)
+    assert fused.as_tensor(shared) is not None and fused.as_tensor(shared).dtype == tf.float32
+
+
+def test_loaded_arrays_are_aligned_so_fit_does_not_copy_them(digits):
+    images = digits[0]
+    assert images.dtype == np.float32 and images.ctypes.data % tfvae.data.ALIGNMENT == 0
+    assert np.shares_memory(np.asarray(fused.as_tensor(images)), images)
+
+
+class BranchingVAE(tfvae.VAE):
+    """Branches in Python on a tensor: needs autograph to trace."""
+
+    def loss_terms(self, x, y=None, training=False):
+        terms = super().loss_terms(x, y, training=training)
+        if tf.reduce_mean(terms["loss"]) > 1e9:  # never true; autograph makes it a tf.cond
+            terms = dict(terms, loss=terms["loss"] * 0.0)
+        return terms
+
+
+def test_fused_steps_train_a_model_whose_code_needs_autograph(digits):
+    encoder = tfvae.networks.mlp_encoder((8, 8, 1), 4, (32,))
+    decoder = tfvae.networks.mlp_decoder(4, (8, 8, 1), (32,))
+    vae = BranchingVAE(encoder, decoder, seed=0)
+    vae.compile(steps_per_execution=4)
+    history = vae.fit(digits[0][:512], batch_size=64, epochs=2, verbose=0).history
+    assert fused.uses_fused_steps(vae)
+    assert int(vae.optimizer.iterations) == 16
+    assert history["loss"][1] < history["loss"][0]

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tfvae"
 
 LAYERS = [
     # 0: foundations, no TensorFlow (the command line parses with these alone)
-    {"_startup", "arguments", "choices", "files", "models.registry", "config"},
+    {"_startup", "arguments", "choices", "compile_cache", "files", "models.registry", "config"},
     # 1: TensorFlow building blocks
     {"validation", "losses", "layers", "priors", "flows", "networks", "data", "scaling"},
     # 2: the trainer and what it stops or schedules

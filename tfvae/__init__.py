@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         callbacks,
         checkpoints,
         choices,
+        compile_cache,
         config,
         data,
         evaluation,
@@ -68,8 +69,14 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
+# Before anything imports TensorFlow: XLA's persistent compilation cache
+# (`tfvae.compile_cache`; TFVAE_XLA_CACHE=off turns it off).
+from tfvae import compile_cache as _compile_cache  # noqa: E402
+
+_compile_cache.enable()
+
 #: Modules that import no TensorFlow.
-_TF_FREE = {"arguments", "choices", "config", "files"}
+_TF_FREE = {"arguments", "choices", "compile_cache", "config", "files"}
 
 #: Top-level names and the module each comes from.
 _NAMES = {
@@ -104,6 +111,7 @@ __all__ = [
     "callbacks",
     "checkpoints",
     "choices",
+    "compile_cache",
     "config",
     "data",
     "evaluation",

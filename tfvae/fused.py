@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
-from tfvae import scaling
+from tfvae import compile_cache, data, scaling
 
-__all__ = ["uses_fused_steps", "fused_train_function", "in_memory_dataset"]
+__all__ = ["uses_fused_steps", "fused_train_function", "in_memory_dataset", "as_tensor"]
 
 
 def uses_fused_steps(model) -> bool:
@@ -40,13 +41,50 @@ def uses_fused_steps(model) -> bool:
     )
 
 
+def as_tensor(x) -> tf.Tensor:
+    """`x` as a float32 tensor, with at most one copy of its data.
+
+    A tensor is returned as it is. A float32, C-contiguous, writeable NumPy array on
+    a 64-byte boundary becomes a tensor over the same memory (DLPack, no copy);
+    any other array is copied once, straight into aligned float32 memory (the cast,
+    if any, done in the same pass). `tf.convert_to_tensor` would copy an array
+    every time, and hold a second copy while doing it.
+
+    Args:
+        x: a NumPy array or tensor.
+
+    Returns:
+        A float32 `tf.Tensor` of the same shape.
+    """
+    if isinstance(x, tf.Tensor):
+        return tf.cast(x, tf.float32)
+    array = np.asarray(x)
+    shareable = (
+        array.dtype == np.float32
+        and array.flags.c_contiguous
+        and array.flags.writeable
+        and array.ctypes.data % data.ALIGNMENT == 0
+    )
+    if not shareable:
+        array = data.aligned_float32(array)
+    if array.size == 0:
+        return tf.zeros(array.shape, tf.float32)
+    return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+
+
 def in_memory_dataset(x, y=None, batch_size=None, shuffle=True) -> tf.data.Dataset:
-    """Batches in-memory arrays for the fused path with as little `tf.data` work as possible.
+    """Batches in-memory arrays for the fused path: every batch full, one shape per fit.
 
     Each epoch shuffles the indices as one tensor and gathers whole batches from the
-    arrays held once in memory. `tf.data` autotuning is off and the pipeline runs on
-    one private thread: on few CPU cores the autotuned pipeline Keras builds for
-    arrays made epochs slower and less even (`benchmarks/README.md`).
+    arrays held once in memory (tensors share a NumPy array's buffer where TensorFlow
+    can). When the number of examples is not a multiple of `batch_size`, the last
+    batch is filled up with the epoch's first examples (each example is seen once an
+    epoch, those few twice), so that every step has the same shape and XLA compiles
+    the train program once instead of once more for a short last batch
+    (`benchmarks/README.md`, "Fixed costs"). With fewer examples than `batch_size`,
+    each epoch is one batch of all of them. `tf.data` autotuning is off and the
+    pipeline runs on one private thread: on few CPU cores the autotuned pipeline
+    Keras builds for arrays made epochs slower and less even.
 
     Args:
         x: a NumPy array or tensor of examples.
@@ -55,16 +93,25 @@ def in_memory_dataset(x, y=None, batch_size=None, shuffle=True) -> tf.data.Datas
         shuffle: shuffle every epoch (seeded by `keras.utils.set_random_seed`).
 
     Returns:
-        A dataset of `(x,)` or `(x, y)` batches, like Keras' own.
+        A dataset of `(x,)` or `(x, y)` batches of static shape, like Keras' own, of
+        known cardinality (steps per epoch).
     """
-    arrays = (x,) if y is None else (x, y)
-    tensors = tuple(tf.convert_to_tensor(a) for a in arrays)
+    tensors = (as_tensor(x),) if y is None else (as_tensor(x), tf.convert_to_tensor(y))
     count = int(tensors[0].shape[0])
-    indices = tf.data.Dataset.from_tensors(tf.range(count))
-    if shuffle:
-        indices = indices.map(tf.random.shuffle)
-    batches = indices.unbatch().batch(batch_size or 32)
+    batch = min(int(batch_size or 32), count)
+    steps = -(-count // batch)
+    fill = steps * batch - count
+
+    def epoch_order(indices):
+        if shuffle:
+            indices = tf.random.shuffle(indices)
+        if fill:
+            indices = tf.concat([indices, indices[:fill]], axis=0)
+        return tf.reshape(indices, (steps, batch))
+
+    batches = tf.data.Dataset.from_tensors(tf.range(count)).map(epoch_order).unbatch()
     dataset = batches.map(lambda i: tuple(tf.gather(t, i) for t in tensors))
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
     options = tf.data.Options()
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1
@@ -88,14 +135,53 @@ def _runs_of_equal_shape(batches: list) -> list[list]:
     return runs
 
 
-def _stack(*tensors) -> tf.Tensor:
+def _stacked(batches: list, length: int):
+    """The batches stacked along a new first axis, padded with zeros to `length` steps."""
+    padding = [tf.nest.map_structure(tf.zeros_like, batches[0])] * (length - len(batches))
+
     # tf.stack first tries to make one constant of the list, through NumPy: a slow
     # double copy of every execution's data.
-    return tf.raw_ops.Pack(values=list(tensors), axis=0)
+    def stack(*tensors):
+        return tf.raw_ops.Pack(values=list(tensors), axis=0)
+
+    return tf.nest.map_structure(stack, *batches, *padding)
+
+
+def _program(run_steps: Callable, input_signature: list) -> Callable:
+    """`run_steps` as one XLA program, traced without autograph where the code allows.
+
+    Autograph's source transformation of `train_step`, `loss_terms` and what they
+    call was most of the first trace's time (1.5 of 2.5 s for the MLP VAE). tfvae's
+    models need no autograph (their control flow is TensorFlow ops), so the program is
+    first traced without it; a model whose code branches on a tensor in Python
+    (`if tensor: ...`) fails that trace, and is then traced again with autograph on.
+    """
+    plain = tf.function(
+        run_steps, input_signature=input_signature, jit_compile=True, autograph=False
+    )
+    converted = None
+
+    def program(*args):
+        nonlocal plain, converted
+        if plain is not None:
+            try:
+                return compile_cache.call_checking_cache(plain, *args)
+            except tf.errors.OperatorNotAllowedInGraphError:
+                plain = None
+        if converted is None:
+            converted = tf.function(run_steps, input_signature=input_signature, jit_compile=True)
+        return compile_cache.call_checking_cache(converted, *args)
+
+    return program
 
 
 def fused_train_function(model) -> Callable:
     """Returns a train function for `model.fit` that runs each execution as one XLA program.
+
+    Every execution hands the program `steps_per_execution` stacked batches (the last
+    one of an epoch padded with zeros) and the number of real ones, so the program
+    has one shape and XLA compiles it once per batch shape, not once more for the
+    short last execution of each epoch.
 
     Args:
         model: a compiled `tfvae.VAE` (any variant); its `train_step` is run
@@ -109,11 +195,16 @@ def fused_train_function(model) -> Callable:
     """
     programs: dict = {}
 
-    def run_steps(stacked):
-        logs = model._metric_results()
-        for i in tf.range(tf.shape(tf.nest.flatten(stacked)[0])[0]):
-            logs = model.train_step(tf.nest.map_structure(lambda t: t[i], stacked))  # noqa: B023
-        return logs
+    def run_steps(stacked, count):
+        def step(i, logs):
+            batch = tf.nest.map_structure(lambda t: t[i], stacked)
+            return i + 1, model.train_step(batch)
+
+        # A plain while loop: autograph's `for i in tf.range(count)` would give XLA a
+        # `maximum_iterations`, making `count` a compile-time constant (one more
+        # compilation for the short last execution of every epoch).
+        initial = (tf.constant(0), model._metric_results())
+        return tf.while_loop(lambda i, _: i < count, step, initial)[1]
 
     def program_for(element_spec):
         # Step count and batch size left unknown: one trace serves every execution of
@@ -124,7 +215,7 @@ def fused_train_function(model) -> Callable:
         )
         key = str(signature)
         if key not in programs:
-            programs[key] = tf.function(run_steps, input_signature=[signature], jit_compile=True)
+            programs[key] = _program(run_steps, [signature, tf.TensorSpec((), tf.int32)])
         return programs[key]
 
     def train_function(iterator):
@@ -138,7 +229,8 @@ def fused_train_function(model) -> Callable:
             raise StopIteration
         program = program_for(iterator.element_spec)
         for run in _runs_of_equal_shape(batches):
-            logs = program(tf.nest.map_structure(_stack, *run))
+            stacked = _stacked(run, model.steps_per_execution)
+            logs = program(stacked, tf.constant(len(run), tf.int32))
         return logs
 
     return train_function

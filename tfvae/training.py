@@ -20,13 +20,14 @@ have no convolutions (`auto_jit_compile`).
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import fused, scaling
+from tfvae import compile_cache, fused, scaling
 from tfvae.faults import StopOnNonFinite
 from tfvae.validation import check_array, check_dataset, reraise_input_errors
 
@@ -227,7 +228,11 @@ class Trainer(keras.Model):
         elif scaling.uses_distributed_steps(self):
             self.train_function = scaling.distributed_function(self, self.train_step)
         else:
-            return super().make_train_function(force)
+            super().make_train_function(force)
+            if self.jit_compile:
+                self.train_function = functools.partial(
+                    compile_cache.call_checking_cache, self.train_function
+                )
         return self.train_function
 
     def make_test_function(self, force=False):
@@ -258,8 +263,14 @@ class Trainer(keras.Model):
         if isinstance(data, keras.utils.PyDataset) or callable(getattr(data, "__next__", None)):
             return data
         if isinstance(data, tuple):
-            return (check_array(data[0], self.data_shape, support, name),) + data[1:]
-        return check_array(data, self.data_shape, support, name)
+            return (self._checked_array(data[0], name),) + data[1:]
+        return self._checked_array(data, name)
+
+    def _checked_array(self, x, name):
+        checked = check_array(x, self.data_shape, self.data_support, name)
+        if isinstance(x, tf.Tensor) and x.dtype == tf.float32:
+            return x  # checked through a view of its memory; converting it would copy
+        return checked
 
     def _checked_labels(self, x, y):
         """Checks labels passed beside x (conditional models need them); returns them."""

@@ -43,7 +43,9 @@ def check_array(
         name: what to call `x` in error messages.
 
     Returns:
-        `x` as a float32 `np.ndarray`.
+        `x` as a float32 `np.ndarray`: `x` itself when it is one already (a tensor
+        on the CPU gives a read-only view of its memory), else one copy. The checks
+        make no temporary copies.
 
     Raises:
         TypeError: if `x` does not hold numbers.
@@ -76,16 +78,17 @@ def check_array(
         )
     if array.shape[0] == 0:
         raise ValueError(f"`{name}` is empty: it holds 0 examples of shape {expected}.")
-    array = array.astype(np.float32, copy=False)
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = np.argwhere(~finite)
+    # Two reductions, no temporary arrays: a NaN makes min and max NaN, an Inf makes
+    # one of them infinite. Only a failing array is searched for the bad example.
+    low, high = float(array.min()), float(array.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        count, first = _non_finite(array)
         raise ValueError(
-            f"`{name}` holds {len(bad)} NaN or Inf value(s), the first in example "
-            f"{bad[0][0]}; expected finite numbers."
+            f"`{name}` holds {count} NaN or Inf value(s), the first in example "
+            f"{first}; expected finite numbers."
         )
+    array = array.astype(np.float32, copy=False)
     if support is not None:
-        low, high = float(array.min()), float(array.max())
         if low < support[0] or high > support[1]:
             hint = " Scale images to [0, 1], e.g. x / 255." if high > 1.0 else ""
             raise ValueError(
@@ -93,6 +96,17 @@ def check_array(
                 f"values in {_fmt_interval(support)}.{hint}"
             )
     return array
+
+
+def _non_finite(array: np.ndarray, rows: int = 4096) -> tuple[int, int]:
+    """How many values of `array` are NaN or Inf, and the first example holding one."""
+    count, first = 0, -1
+    for start in range(0, len(array), rows):
+        bad = ~np.isfinite(array[start : start + rows].reshape(min(rows, len(array) - start), -1))
+        count += int(bad.sum())
+        if first < 0 and bad.any():
+            first = start + int(np.argmax(bad.any(axis=1)))
+    return count, first
 
 
 def _x_of(element):
