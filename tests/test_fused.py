@@ -97,26 +97,19 @@ def test_in_memory_batches_are_all_full_and_cover_every_example_each_epoch():
     assert [tuple(b[0].shape) for b in small] == [(5, 1)]
 
 
-def test_as_tensor_shares_aligned_float32_memory_and_copies_anything_else_once():
-    aligned = tfvae.data.aligned_float32(np.random.default_rng(0).random((300, 7)))
-    assert aligned.ctypes.data % tfvae.data.ALIGNMENT == 0
-    shared = fused.as_tensor(aligned)
-    assert np.shares_memory(np.asarray(shared), aligned)
-    for other in (aligned.astype(np.float64), aligned[1:], np.asfortranarray(aligned)):
-        tensor = fused.as_tensor(other)
-        assert tensor.dtype == tf.float32
-        assert not np.shares_memory(np.asarray(tensor), other)
-        np.testing.assert_array_equal(tensor.numpy(), other.astype(np.float32))
-    read_only = aligned.copy()
-    read_only.flags.writeable = False
-    np.testing.assert_array_equal(fused.as_tensor(read_only).numpy(), aligned)
-    assert fused.as_tensor(shared) is not None and fused.as_tensor(shared).dtype == tf.float32
-
-
-def test_loaded_arrays_are_aligned_so_fit_does_not_copy_them(digits):
-    images = digits[0]
-    assert images.dtype == np.float32 and images.ctypes.data % tfvae.data.ALIGNMENT == 0
-    assert np.shares_memory(np.asarray(fused.as_tensor(images)), images)
+def test_in_memory_batches_gather_from_numpy_without_copying_it_whole():
+    rng = np.random.default_rng(0)
+    x = rng.random((100, 3))  # float64: cast batch by batch, as float32
+    y = np.arange(100)
+    dataset = fused.in_memory_dataset(x, y, batch_size=32, shuffle=False)
+    batches = list(dataset)
+    assert [tuple(b[0].shape) for b in batches] == [(32, 3)] * 4
+    assert all(b[0].dtype == tf.float32 for b in batches)
+    np.testing.assert_array_equal(batches[0][0].numpy(), x[:32].astype(np.float32))
+    np.testing.assert_array_equal(batches[3][1].numpy(), np.r_[96:100, 0:28])  # filled up
+    tensor = tf.constant(x, tf.float32)
+    from_tensor = list(fused.in_memory_dataset(tensor, batch_size=32, shuffle=False))
+    np.testing.assert_array_equal(from_tensor[1][0].numpy(), batches[1][0].numpy())
 
 
 class BranchingVAE(tfvae.VAE):

@@ -31,9 +31,7 @@ from tfvae.arguments import check_integer
 __all__ = [
     "load",
     "load_arrays",
-    "aligned_float32",
     "num_classes",
-    "ALIGNMENT",
     "MANUAL_DIR_ENV",
     "DATA_DIR_ENV",
     "BINARIZATIONS",
@@ -43,8 +41,6 @@ __all__ = [
 MANUAL_DIR_ENV = "TFVAE_MANUAL_DIR"
 #: Environment variable naming where TFDS keeps prepared data sets (default: TFDS's own).
 DATA_DIR_ENV = "TFVAE_DATA_DIR"
-#: Bytes to which TensorFlow's CPU kernels need tensors aligned (`aligned_float32`).
-ALIGNMENT = 64
 #: Accepted values of `binarize`.
 BINARIZATIONS = (None, *choices.BINARIZATIONS)
 
@@ -302,31 +298,9 @@ def load_arrays(
         labels.append(y)
     if not images:
         raise ValueError(f"The split {split!r} of {name!r} is empty.")
-    # One float32 copy, aligned so that `fit` can hand it to TensorFlow without another.
-    x = aligned_float32(images[0] if len(images) == 1 else np.concatenate(images))
-    x /= pixel_max
+    x = (images[0] if len(images) == 1 else np.concatenate(images)).astype(np.float32)
+    x /= pixel_max  # in place: no second copy
     return x, np.concatenate(labels)
-
-
-def aligned_float32(array) -> np.ndarray:
-    """A float32 copy of `array` on an `ALIGNMENT`-byte boundary.
-
-    TensorFlow's CPU kernels need tensors so aligned; NumPy gives 16 bytes. A tensor
-    can then share this memory (`tfvae.fused.as_tensor`) instead of copying it.
-
-    Args:
-        array: array-like of numbers.
-
-    Returns:
-        A new, writeable, C-contiguous float32 array with the values of `array`.
-    """
-    array = np.asarray(array)
-    size = array.size * 4
-    buffer = np.empty(size + ALIGNMENT, np.uint8)
-    offset = -buffer.ctypes.data % ALIGNMENT
-    aligned = buffer[offset : offset + size].view(np.float32).reshape(array.shape)
-    np.copyto(aligned, array, casting="unsafe")
-    return aligned
 
 
 def num_classes(

@@ -21,9 +21,9 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from tfvae import compile_cache, data, scaling
+from tfvae import compile_cache, scaling
 
-__all__ = ["uses_fused_steps", "fused_train_function", "in_memory_dataset", "as_tensor"]
+__all__ = ["uses_fused_steps", "fused_train_function", "in_memory_dataset"]
 
 
 def uses_fused_steps(model) -> bool:
@@ -41,50 +41,21 @@ def uses_fused_steps(model) -> bool:
     )
 
 
-def as_tensor(x) -> tf.Tensor:
-    """`x` as a float32 tensor, with at most one copy of its data.
-
-    A tensor is returned as it is. A float32, C-contiguous, writeable NumPy array on
-    a 64-byte boundary becomes a tensor over the same memory (DLPack, no copy);
-    any other array is copied once, straight into aligned float32 memory (the cast,
-    if any, done in the same pass). `tf.convert_to_tensor` would copy an array
-    every time, and hold a second copy while doing it.
-
-    Args:
-        x: a NumPy array or tensor.
-
-    Returns:
-        A float32 `tf.Tensor` of the same shape.
-    """
-    if isinstance(x, tf.Tensor):
-        return tf.cast(x, tf.float32)
-    array = np.asarray(x)
-    shareable = (
-        array.dtype == np.float32
-        and array.flags.c_contiguous
-        and array.flags.writeable
-        and array.ctypes.data % data.ALIGNMENT == 0
-    )
-    if not shareable:
-        array = data.aligned_float32(array)
-    if array.size == 0:
-        return tf.zeros(array.shape, tf.float32)
-    return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
-
-
 def in_memory_dataset(x, y=None, batch_size=None, shuffle=True) -> tf.data.Dataset:
-    """Batches in-memory arrays for the fused path: every batch full, one shape per fit.
+    """Batches in-memory arrays for the fused path: every batch full, no copy of the data.
 
-    Each epoch shuffles the indices as one tensor and gathers whole batches from the
-    arrays held once in memory (tensors share a NumPy array's buffer where TensorFlow
-    can). When the number of examples is not a multiple of `batch_size`, the last
-    batch is filled up with the epoch's first examples (each example is seen once an
-    epoch, those few twice), so that every step has the same shape and XLA compiles
-    the train program once instead of once more for a short last batch
-    (`benchmarks/README.md`, "Fixed costs"). With fewer examples than `batch_size`,
-    each epoch is one batch of all of them. `tf.data` autotuning is off and the
-    pipeline runs on one private thread: on few CPU cores the autotuned pipeline
-    Keras builds for arrays made epochs slower and less even.
+    Each epoch shuffles the indices as one tensor; each batch is gathered from the
+    arrays where they are: from a NumPy array by NumPy, inside the `tf.data` thread
+    (so it overlaps training, and neither the array nor a float32 copy of it is
+    handed to TensorFlow whole: a float64 array is cast batch by batch), from a tensor
+    by `tf.gather`. When the number of examples is not a multiple of `batch_size`,
+    the last batch is filled up with the epoch's first examples (each example is seen
+    once an epoch, those few twice), so that every step has the same shape and XLA
+    compiles the train program once instead of once more for a short last batch
+    (`benchmarks/README.md`, section 6). With fewer examples than `batch_size`, each
+    epoch is one batch of all of them. `tf.data` autotuning is off and the pipeline
+    runs on one private thread: on few CPU cores the autotuned pipeline Keras builds
+    for arrays made epochs slower and less even.
 
     Args:
         x: a NumPy array or tensor of examples.
@@ -96,8 +67,7 @@ def in_memory_dataset(x, y=None, batch_size=None, shuffle=True) -> tf.data.Datas
         A dataset of `(x,)` or `(x, y)` batches of static shape, like Keras' own, of
         known cardinality (steps per epoch).
     """
-    tensors = (as_tensor(x),) if y is None else (as_tensor(x), tf.convert_to_tensor(y))
-    count = int(tensors[0].shape[0])
+    count = int(x.shape[0])
     batch = min(int(batch_size or 32), count)
     steps = -(-count // batch)
     fill = steps * batch - count
@@ -109,8 +79,11 @@ def in_memory_dataset(x, y=None, batch_size=None, shuffle=True) -> tf.data.Datas
             indices = tf.concat([indices, indices[:fill]], axis=0)
         return tf.reshape(indices, (steps, batch))
 
+    gatherers = [_gatherer(x, batch, tf.float32)]
+    if y is not None:
+        gatherers.append(_gatherer(tf.convert_to_tensor(y), batch))
     batches = tf.data.Dataset.from_tensors(tf.range(count)).map(epoch_order).unbatch()
-    dataset = batches.map(lambda i: tuple(tf.gather(t, i) for t in tensors))
+    dataset = batches.map(lambda i: tuple(gather(i) for gather in gatherers))
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
     options = tf.data.Options()
     options.autotune.enabled = False
@@ -119,6 +92,24 @@ def in_memory_dataset(x, y=None, batch_size=None, shuffle=True) -> tf.data.Datas
     # included, for each new iterator (each fit call; benchmarks/README.md).
     options.experimental_optimization.apply_default_optimizations = False
     return dataset.prefetch(2).with_options(options)
+
+
+def _gatherer(array, batch: int, dtype=None) -> Callable:
+    """A function of a batch of indices that returns those rows of `array`."""
+    if isinstance(array, tf.Tensor):
+        return lambda indices: tf.gather(array, indices)
+    array = np.asarray(array)
+    dtype = tf.as_dtype(dtype or array.dtype)
+
+    def take(indices):
+        return np.asarray(array[indices], dtype=dtype.as_numpy_dtype)
+
+    def gather(indices):
+        rows = tf.numpy_function(take, [indices], dtype, stateful=False)
+        rows.set_shape((batch,) + array.shape[1:])
+        return rows
+
+    return gather
 
 
 def _runs_of_equal_shape(batches: list) -> list[list]:
