@@ -116,6 +116,9 @@ def _x_of(element):
 def _batch_check(expected: tuple, support, name: str):
     """The function `check_dataset` maps over batches: asserts, then passes x on."""
 
+    # Written with TensorFlow ops only: without autograph's conversion, mapping it
+    # costs about 5 ms instead of 85 (it is mapped on every fit and evaluate call).
+    @tf.autograph.experimental.do_not_convert
     def check(*element):
         x = element[0]
         checks = [
