@@ -128,6 +128,18 @@ def test_a_batch_of_another_shape_in_a_ragged_dataset_is_refused():
         vae.fit(gen, epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize("bad_shape", [(4, 8, 8), (4, 8, 8, 1, 1), (4, 64)])
+def test_a_batch_of_another_rank_in_a_dataset_of_unknown_shape_is_refused(bad_shape):
+    vae = fitted()
+    batches = [np.full((4, 8, 8, 1), 0.5, np.float32), np.full(bad_shape, 0.5, np.float32)]
+    gen = tf.data.Dataset.from_generator(
+        lambda: iter(batches), output_signature=tf.TensorSpec(None, tf.float32)
+    )
+    with pytest.raises(ValueError, match="a batch had another shape") as caught:
+        vae.fit(gen, epochs=1, verbose=0)
+    assert "\n" not in str(caught.value)
+
+
 @pytest.mark.filterwarnings("ignore:Your input ran out of data")
 def test_an_empty_dataset_of_unknown_size_is_refused():
     vae = fitted()
