@@ -291,7 +291,10 @@ class Trainer(keras.Model):
         """`keras.Model.fit`, with the data checked first (see `tfvae.validation`).
 
         Training stops at the first non-finite loss term (`StopOnNonFinite` is added
-        to the callbacks unless one is there).
+        to the callbacks unless one is there). On the fused XLA path, arrays are not
+        copied (batches are gathered from them), and when their length is not a
+        multiple of `batch_size` the epoch's last batch is filled up with its first
+        examples, so that XLA compiles one program (`tfvae.fused.in_memory_dataset`).
 
         Raises:
             ValueError / TypeError: for data of the wrong shape, type or range, with
