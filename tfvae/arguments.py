@@ -13,7 +13,7 @@ import numbers
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_integer", "check_number", "check_choice"]
+__all__ = ["check_integer", "check_number", "check_choice", "first_line"]
 
 
 def check_integer(name: str, value: Any, minimum: int = 1) -> int:
@@ -78,3 +78,9 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
         listed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"`{name}` must be one of {listed}. Received: {name}={value!r}")
     return value
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an error's message (or its type's name), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -33,7 +33,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["ENV", "enable", "active_directory", "clear", "call_checking_cache"]
+from tfvae.arguments import first_line
+
+__all__ = ["ENV", "enable", "active_directory", "is_whole_entry", "clear", "call_checking_cache"]
 
 #: The environment variable that places or turns off the cache.
 ENV = "TFVAE_XLA_CACHE"
@@ -222,10 +224,5 @@ def call_checking_cache(function: Callable, *args):
             cleared = f"; delete {directory} and run again"
         raise RuntimeError(
             f"XLA's compilation cache in {directory} could not be read "
-            f"({_first_line(error)}){cleared}, or set {ENV}=off."
+            f"({first_line(error)}){cleared}, or set {ENV}=off."
         ) from None
-
-
-def _first_line(error: Exception) -> str:
-    message = str(getattr(error, "message", None) or error).strip()
-    return message.splitlines()[0] if message else type(error).__name__

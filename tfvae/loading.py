@@ -12,17 +12,12 @@ from pathlib import Path
 
 import keras
 
+from tfvae.arguments import first_line
 from tfvae.models import VAE
 
-__all__ = ["load_vae", "first_line"]
+__all__ = ["load_vae"]
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def first_line(error: Exception) -> str:
-    """The first line of an error's message (or its type's name), for one-line errors."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _check_keras_archive(path: Path) -> None:

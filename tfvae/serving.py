@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfvae.arguments import check_integer
-from tfvae.loading import first_line, load_vae
+from tfvae.arguments import check_integer, first_line
+from tfvae.loading import load_vae
 
 __all__ = ["LiteRTModel", "load_sampler", "saved_model_signatures"]
 
