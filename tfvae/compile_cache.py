@@ -120,13 +120,10 @@ def is_whole_entry(path: Path | str) -> bool:
         return False
 
 
-def _drop_damaged_entries(directory: Path) -> int:
-    dropped = 0
+def _drop_damaged_entries(directory: Path) -> None:
     for entry in directory.glob("xla_compile_cache*.pb"):
         if not is_whole_entry(entry):
             entry.unlink(missing_ok=True)
-            dropped += 1
-    return dropped
 
 
 def active_directory() -> Path | None:
@@ -210,13 +207,17 @@ def call_checking_cache(function: Callable, *args):
             deleted, so the next run compiles afresh). Anything else `function`
             raises passes unchanged.
     """
-    import tensorflow as tf
-
     try:
         return function(*args)
-    except tf.errors.OpError as error:
+    except Exception as error:
+        import tensorflow as tf  # only on a failure: this runs on every training call
+
         directory = active_directory()
-        if directory is None or not _is_cache_failure(error, directory):
+        if (
+            not isinstance(error, tf.errors.OpError)
+            or directory is None
+            or not _is_cache_failure(error, directory)
+        ):
             raise
         try:
             cleared = f"; its {clear(directory)} entries were deleted, so run again"

@@ -28,14 +28,7 @@ import tensorflow as tf
 from tfvae import choices
 from tfvae.arguments import check_integer
 
-__all__ = [
-    "load",
-    "load_arrays",
-    "num_classes",
-    "MANUAL_DIR_ENV",
-    "DATA_DIR_ENV",
-    "BINARIZATIONS",
-]
+__all__ = ["load", "load_arrays", "num_classes", "MANUAL_DIR_ENV", "DATA_DIR_ENV", "BINARIZATIONS"]
 
 #: Environment variable naming the folder of original data files (TFDS `manual_dir`).
 MANUAL_DIR_ENV = "TFVAE_MANUAL_DIR"

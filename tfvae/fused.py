@@ -128,7 +128,8 @@ def _runs_of_equal_shape(batches: list) -> list[list]:
 
 def _stacked(batches: list, length: int):
     """The batches stacked along a new first axis, padded with zeros to `length` steps."""
-    padding = [tf.nest.map_structure(tf.zeros_like, batches[0])] * (length - len(batches))
+    missing = length - len(batches)
+    padding = [tf.nest.map_structure(tf.zeros_like, batches[0])] * missing if missing else []
 
     # tf.stack first tries to make one constant of the list, through NumPy: a slow
     # double copy of every execution's data.

@@ -102,7 +102,8 @@ def _non_finite(array: np.ndarray, rows: int = 4096) -> tuple[int, int]:
     """How many values of `array` are NaN or Inf, and the first example holding one."""
     count, first = 0, -1
     for start in range(0, len(array), rows):
-        bad = ~np.isfinite(array[start : start + rows].reshape(min(rows, len(array) - start), -1))
+        chunk = array[start : start + rows]
+        bad = ~np.isfinite(chunk.reshape(len(chunk), -1))
         count += int(bad.sum())
         if first < 0 and bad.any():
             first = start + int(np.argmax(bad.any(axis=1)))
