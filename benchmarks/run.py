@@ -105,10 +105,11 @@ class TfvaeWorker:
 WORKERS = {"torch": TorchWorker, "tfvae": TfvaeWorker}
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's)."""
+def rss_mb(field: str = "VmHWM") -> float:
+    """This process's resident memory in MB: peak (VmHWM; ru_maxrss would include the
+    parent's) or current (`field="VmRSS"`)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -126,7 +127,7 @@ def _serve(kind, data_file, batch_size, network, options, n_train, connection):
         start = time.perf_counter()
         value = getattr(worker, command)()
         seconds = time.perf_counter() - start
-        peak_mb = _peak_rss_mb()
+        peak_mb = rss_mb()
         connection.send((value, seconds, peak_mb))
 
 

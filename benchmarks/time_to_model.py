@@ -40,13 +40,6 @@ HERE = Path(__file__).resolve().parent
 
 
 # ---------------------------------------------------------------------- one run (child)
-def _rss_mb(field: str = "VmRSS") -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _torch_run(x_train, x_test, epochs, curve):
     sys.path.insert(0, str(HERE))
     from reference_torch import ReferenceTrainer
@@ -113,13 +106,15 @@ def child(framework: str, data_file: str, epochs: int, curve: bool) -> None:
 
         tfvae.VAE  # noqa: B018  (imports the models, TensorFlow and TFP)
     imported = time.time()
-    rss_imports = _rss_mb()
+    from run import rss_mb  # this script's folder is first on sys.path
+
+    rss_imports = rss_mb("VmRSS")
     data = np.load(data_file)
     x_train, x_test = data["x_train"], data["x_test"]
     run = _torch_run if framework == "torch" else _tfvae_run
     epoch_seconds, curve_values, evaluating, negative_elbo = run(x_train, x_test, epochs, curve)
     trained = time.time()
-    peak = _rss_mb("VmHWM")
+    peak = rss_mb("VmHWM")
     result = {
         "started": started,
         "imported": imported,
