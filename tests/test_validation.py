@@ -116,6 +116,21 @@ def test_a_bad_batch_in_the_middle_of_a_dataset_stops_with_a_clear_error(bad_bat
         vae.evaluate(data, verbose=0)
 
 
+def test_a_dataset_given_again_reuses_its_check_and_still_refuses_a_bad_batch():
+    vae = fitted()
+    ok = np.full((4, 8, 8, 1), 0.5, np.float32)
+    bad = np.full((4, 8, 8, 1), 7.0, np.float32)
+    data = dataset(ok, ok, bad)
+    checked = vae._checked_data(data, "x")
+    assert vae._checked_data(data, "x") is checked  # checked once, as in a fit per epoch
+    assert vae._checked_data(dataset(ok), "x") is not checked  # another dataset: checked
+    for _ in range(2):  # as training data and as validation data, twice each
+        with pytest.raises(ValueError, match="holds values outside"):
+            vae.fit(data, epochs=1, verbose=0)
+        with pytest.raises(ValueError, match="holds values outside"):
+            vae.fit(dataset(ok), validation_data=data, epochs=1, verbose=0)
+
+
 def test_a_batch_of_another_shape_in_a_ragged_dataset_is_refused():
     vae = fitted()
     gen = tf.data.Dataset.from_generator(

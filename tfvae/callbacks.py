@@ -132,17 +132,30 @@ class LatentDiagnostics(_SummaryCallback):
         labels: their labels, for a conditional model.
         every: measure every this many epochs.
         threshold: the variance above which a dimension counts as active.
+        run_epochs: when one run is trained by several `fit` calls (as `tfvae train`
+            does, one per epoch), its number of epochs: the warning that training
+            ended with no active unit then waits for the run's last epoch, and a
+            fall to zero is tracked across the calls.
 
     Example:
 
     >>> vae.fit(train, epochs=20, callbacks=[LatentDiagnostics("logs", x_test[:500])])
     """
 
-    def __init__(self, log_dir, x, labels=None, every: int = 1, threshold: float = 0.01):
+    def __init__(
+        self,
+        log_dir,
+        x,
+        labels=None,
+        every: int = 1,
+        threshold: float = 0.01,
+        run_epochs: int | None = None,
+    ):
         super().__init__(Path(log_dir) / "latent", every)
         self.x = np.asarray(x, np.float32)
         self.labels = None if labels is None else np.asarray(labels)
         self.threshold = threshold
+        self.run_epochs = None if run_epochs is None else check_integer("run_epochs", run_epochs)
         self._most_active, self._warned, self._last = 0, False, None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -183,10 +196,13 @@ class LatentDiagnostics(_SummaryCallback):
         )
 
     def on_train_begin(self, logs=None):
-        self._most_active, self._warned, self._last = 0, False, None
+        if self.run_epochs is None:  # each fit is a run of its own
+            self._most_active, self._warned, self._last = 0, False, None
 
     def on_train_end(self, logs=None):
-        if self._last is not None and self._last[1] == 0 and not self._warned:
+        this_fit_epochs = (self.params or {}).get("epochs", 0)
+        run_over = self.run_epochs is None or this_fit_epochs >= self.run_epochs
+        if run_over and self._last is not None and self._last[1] == 0 and not self._warned:
             epoch, _, total_kl = self._last
             self._warn(
                 f"0 of {self.model.latent_dim} latent dimensions are active after epoch "

@@ -9,6 +9,11 @@ before TensorFlow reads its XLA flags, in a directory of its own:
 - `TFVAE_XLA_CACHE=DIR` puts it in DIR; `TFVAE_XLA_CACHE=off` (or `0`, or empty)
   turns it off;
 - by default it is `$XDG_CACHE_HOME/tfvae/xla`, else `~/.cache/tfvae/xla`;
+- the entries go to a sub-folder per TensorFlow version and host CPU
+  (`host_directory`): XLA's entries are machine code for the CPU that compiled them,
+  and TensorFlow loads an entry from another CPU with only a log line ("could lead
+  to execution errors such as SIGILL"), as it may where a home folder is shared by
+  machines of different kinds;
 - a `--tf_xla_persistent_cache_directory` already in `TF_XLA_FLAGS` is left as
   the user set it;
 - a directory that cannot be created or written leaves the cache off (TensorFlow
@@ -23,19 +28,39 @@ turns a failure TensorFlow still reports into a one-line error that says the cac
 was cleared. The entries are only a cache: `clear()` (or deleting the directory) is
 always safe.
 
+Loading an entry, TensorFlow logs two lines of noise on CPUs with AVX-512 (its
+loader compares the pseudo-features "+prefer-no-scatter" and "+prefer-no-gather" it
+adds when compiling with the features of the host, which never list them), and on
+every load an "Error parsing text-format" line before it reads the entry as binary.
+`call_checking_cache` keeps those lines, and TensorFlow's informational ("I") lines
+on compiling, off stderr; TFVAE_TF_LOGS=1 shows them.
+
 This module imports no TensorFlow.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
+import re
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
+from tfvae._startup import filtered_stderr
 from tfvae.arguments import first_line
 
-__all__ = ["ENV", "enable", "active_directory", "is_whole_entry", "clear", "call_checking_cache"]
+__all__ = [
+    "ENV",
+    "enable",
+    "active_directory",
+    "host_directory",
+    "is_whole_entry",
+    "clear",
+    "call_checking_cache",
+]
 
 #: The environment variable that places or turns off the cache.
 ENV = "TFVAE_XLA_CACHE"
@@ -47,6 +72,60 @@ _DAMAGE = (
     "Serialized cache key does not match",
     "xla_compile_cache",
 )
+
+
+#: TensorFlow's log lines on loading a good entry (see the module docstring), and its
+#: informational ("I") lines on compiling ("Compiled cluster using XLA!", ...).
+_LOAD_NOISE = re.compile(
+    r"^I\d{4} [\d:. ]+\d+ [\w.]+:\d+\] "
+    r"|"
+    r"text_format\.cc:\d+\] Error parsing text-format tensorflow\.XlaSerializedCacheEntry"
+    r"|cpu_aot_loader\.cc:\d+\] Loading XLA:CPU AOT result\. Target machine feature "
+    r"\+prefer-no-(scatter|gather) is not +supported on the host machine"
+)
+
+
+def _cpu_description() -> str:
+    """The host CPU's model and instruction-set flags (Linux), else what `platform` says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            wanted = {}
+            for line in file:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("model name", "flags", "features", "cpu part") and key not in wanted:
+                    wanted[key] = " ".join(sorted(value.split()))
+                if not line.strip() and wanted:
+                    break  # the first processor is described
+            if wanted:
+                return ";".join(f"{k}={v}" for k, v in sorted(wanted.items()))
+    except OSError:
+        pass
+    return f"{platform.processor()};{platform.platform(terse=True)}"
+
+
+def _tensorflow_version() -> str:
+    from importlib import metadata
+
+    for name in ("tensorflow", "tensorflow-cpu", "tf-nightly"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
+def host_directory(root: Path | str) -> Path:
+    """The sub-folder of a cache root for this TensorFlow version and host CPU.
+
+    Args:
+        root: the cache root (`TFVAE_XLA_CACHE` or the default).
+
+    Returns:
+        `root / "tf<version>-<machine>-<hash of the CPU's model and flags>"`.
+    """
+    cpu = hashlib.sha256(_cpu_description().encode()).hexdigest()[:12]
+    return Path(root) / f"tf{_tensorflow_version()}-{platform.machine() or 'cpu'}-{cpu}"
 
 
 def _default_directory() -> Path:
@@ -154,7 +233,8 @@ def enable() -> Path | None:
     setting = os.environ.get(ENV)
     if setting is not None and setting.strip().lower() in _OFF:
         return None
-    directory = Path(setting).expanduser() if setting else _default_directory()
+    root = Path(setting).expanduser() if setting else _default_directory()
+    directory = host_directory(root)
     if not _writable(directory):
         return None
     _drop_damaged_entries(directory)
@@ -192,6 +272,22 @@ def _is_cache_failure(error: Exception, directory: Path) -> bool:
     return str(directory) in message or any(text in message for text in _DAMAGE)
 
 
+#: The argument shapes each function `call_checking_cache` called was called with.
+_called: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _flat(value):
+    """The leaves of nested tuples, lists and dicts (no TensorFlow needed)."""
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _flat(item)
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            yield from _flat(value[key])
+    else:
+        yield value
+
+
 def call_checking_cache(function: Callable, *args):
     """Calls a compiled function; a failure of the XLA cache becomes a one-line error.
 
@@ -208,7 +304,16 @@ def call_checking_cache(function: Callable, *args):
             raises passes unchanged.
     """
     try:
-        return function(*args)
+        # XLA compiles (or loads from the cache) at the first call with each shape:
+        # only those calls have their notices filtered.
+        shapes = tuple(tuple(getattr(a, "shape", ())) for a in _flat(args))
+        seen = _called.setdefault(function, set())
+        if shapes in seen:
+            return function(*args)
+        with filtered_stderr(_LOAD_NOISE):
+            result = function(*args)
+        seen.add(shapes)
+        return result
     except Exception as error:
         import tensorflow as tf  # only on a failure: this runs on every training call
 

@@ -297,7 +297,10 @@ class _Run:
                     self.log_dir, self.x_shown[:16], labels=None if y is None else y[:16]
                 ),
                 callbacks.LatentDiagnostics(
-                    self.log_dir, self.x_shown[:500], labels=None if y is None else y[:500]
+                    self.log_dir,
+                    self.x_shown[:500],
+                    labels=None if y is None else y[:500],
+                    run_epochs=self.config.epochs,
                 ),
             ]
         if self.config.kl_schedule != "none":

@@ -219,7 +219,8 @@ def check_dataset(
         raise ValueError(f"`{name}` is empty: the dataset yields no batches.")
 
     check = _batch_check(expected, support, name)
-    return dataset.map(check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Sequential: a parallel map starts threads at every iterator (see `tfvae.data.load`).
+    return dataset.map(check)
 
 
 @contextlib.contextmanager
