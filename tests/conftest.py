@@ -12,6 +12,8 @@ from pathlib import Path
 # XLA's compilation cache (tfvae.compile_cache) in a folder of this session's own, set
 # before tfvae is imported; the CLI's subprocesses inherit it.
 os.environ.setdefault("TFVAE_XLA_CACHE", tempfile.mkdtemp(prefix="tfvae-xla-cache-"))
+# Trained feature networks (tfvae.feature_network) likewise, shared by the session.
+os.environ.setdefault("TFVAE_FEATURE_CACHE", tempfile.mkdtemp(prefix="tfvae-features-"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -345,6 +345,24 @@ def test_plot_and_evaluate_a_checkpoint_with_its_runs_data(mnist_run):
     assert result.returncode == 0, result.stderr
 
 
+def test_evaluate_measures_sample_quality_with_its_floor_and_class_accuracy(tmp_path):
+    run_dir = tmp_path / "cvae"
+    result = run_here("train", "--model", "conditional", "--epochs", "5", "--output-dir", run_dir)
+    assert result.returncode == 0, result.stderr
+    result = run_here("evaluate", run_dir, "--k", "10", "--sample-quality")
+    assert result.returncode == 0, result.stderr
+    quality = json.loads((run_dir / "metrics.json").read_text())["sample_quality"]
+    assert quality["samples"] == 360 and quality["feature_test_accuracy"] > 0.95
+    assert quality["fid"] > quality["fid_floor"] > 0
+    assert set(quality["class_accuracy"]) == {str(c) for c in range(10)}
+    assert 0 <= quality["mean_class_accuracy"] <= 1
+    for line in ("FID", "train vs test", "KID", "precision", "recall", "class accuracy"):
+        assert line in result.stdout
+    # A bad count is refused in one line, before anything is computed.
+    result = run_here("evaluate", run_dir, "--sample-quality", "--num-samples", "0")
+    assert result.returncode == 2 and "--num-samples" in result.stderr
+
+
 def test_plot_command_draws_each_picture_of_a_run(tmp_path, capsys):
     run = tmp_path / "run"
     trained = subprocess.run(

@@ -48,3 +48,32 @@ def test_loading_damaged_or_foreign_model_files_says_what_they_are(tmp_path):
     with pytest.raises(ValueError, match="holds a Functional, not a tfvae.VAE"):
         loading.load_vae(tmp_path / "dense.keras")
     assert isinstance(loading.load_vae(good), tfvae.VAE)
+
+
+@pytest.mark.parametrize("name", ["conditional", "vqvae", "hierarchical", "iwae"])
+def test_a_fresh_process_loads_every_model_family(tmp_path, name):
+    # The model classes are imported lazily: loading must register them itself.
+    import subprocess
+    import sys
+
+    options = {"num_classes": 10} if name == "conditional" else {}
+    vae = tfvae.models.build(name, (8, 8, 1), "mlp", 2, "bernoulli", **options)
+    vae.compile()
+    x, y = tfvae.data.load_arrays("digits", "train")
+    vae.fit(x[:256], y[:256] if name == "conditional" else None, epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    vae.save(path)
+    code = f"from tfvae import loading; print(type(loading.load_vae({str(path)!r})).__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == type(vae).__name__
+
+
+def test_one_line_errors_are_kept_short():
+    from tfvae.arguments import first_line
+
+    error = ValueError("Could not locate class 'X'. Full object config: " + "{'a': 1} " * 500)
+    line = first_line(error)
+    assert line.startswith("Could not locate class 'X'") and line.endswith(" ...")
+    assert len(line) <= 304
+    assert first_line(ValueError("short\nsecond line")) == "short"

@@ -27,7 +27,7 @@ LAYERS = [
     {"models", "models.vae", "models.beta", "models.free_bits", "models.iwae"}
     | {"models.conditional", "models.vqvae", "models.hierarchical"},
     # 4: tools that read a model
-    {"evaluation", "plots", "loading"},
+    {"evaluation", "plots", "loading", "feature_network", "sample_quality"},
     # 5: tools built on those
     {"callbacks", "checkpoints", "serving", "export"},
     # 6: a training run

@@ -80,7 +80,15 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     return value
 
 
+#: Longest message `first_line` keeps (Keras puts a whole model config on one line).
+_LONGEST = 300
+
+
 def first_line(error: Exception) -> str:
-    """The first line of an error's message (or its type's name), for one-line errors."""
+    """The first line of an error's message (or its type's name), for one-line errors.
+
+    A line longer than 300 characters is cut there, with "..." after it.
+    """
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= _LONGEST else line[:_LONGEST].rstrip() + " ..."

@@ -241,6 +241,18 @@ def _evaluate_parser(commands) -> None:
     evaluate.add_argument(
         "--examples", type=_positive_int, help="evaluate the first N examples only (default: all)"
     )
+    evaluate.add_argument(
+        "--sample-quality",
+        action="store_true",
+        help="also measure prior samples: FID, KID, precision and recall against the split, "
+        "in the features of a classifier trained on the training split (trained once and "
+        "cached), with the train-vs-test FID as the floor",
+    )
+    evaluate.add_argument(
+        "--num-samples",
+        type=_positive_int,
+        help="samples for --sample-quality (default: as many as the evaluated examples)",
+    )
     _add_source_flags(evaluate)
 
 
@@ -435,6 +447,20 @@ def _print_report(metrics: dict, out: Path) -> None:
     print(f"  {'active units':<18} {shown}")
     for measure, reason in metrics["not_measured"].items():
         print(f"  ({measure}: {reason})")
+    quality = metrics.get("sample_quality")
+    if quality:
+        print(
+            f"prior samples: {quality['samples']}, features of a classifier with test "
+            f"accuracy {quality['feature_test_accuracy']:.4f}"
+        )
+        print(f"  {'FID':<18} {quality['fid']:.3f} (train vs test: {quality['fid_floor']:.3f})")
+        kid, error = quality["kid"], quality["kid_standard_error"]
+        print(f"  {'KID':<18} {kid:.5f} +- {error:.5f}")
+        print(f"  {'precision':<18} {quality['precision']:.3f}")
+        print(f"  {'recall':<18} {quality['recall']:.3f}")
+        if "mean_class_accuracy" in quality:
+            per_class = " ".join(f"{v:.2f}" for v in quality["class_accuracy"].values())
+            print(f"  {'class accuracy':<18} {quality['mean_class_accuracy']:.3f} ({per_class})")
     print(f"wrote {out}")
 
 
@@ -452,11 +478,25 @@ def _evaluate(args) -> int:
     y = np.concatenate([p[1] for p in pairs])[: args.examples]
     metrics = {"dataset": dataset, "split": args.split, "model": str(source.model_path)}
     metrics.update(evaluation.report(vae, x, labels=y, k=args.k))
+    if args.sample_quality:
+        metrics["sample_quality"] = _sample_quality(vae, dataset, args, len(x))
     out = source.folder / f"{source.tag}metrics.json"
     with atomic_output(out, overwrite=True) as partial:
         partial.write_text(json.dumps(metrics, indent=2) + "\n")
     _print_report(metrics, out)
     return 0
+
+
+def _sample_quality(vae, dataset: str, args, examples: int) -> dict:
+    from tfvae import data, feature_network, sample_quality
+
+    source = dict(data_dir=args.data_dir, manual_dir=args.manual_dir, offline=args.offline)
+    network = feature_network.load_feature_network(dataset, **source)
+    x_real, _ = data.load_arrays(dataset, args.split, **source)
+    x_train, _ = data.load_arrays(dataset, "train", **source)
+    return sample_quality.sample_quality(
+        vae, network, x_real[:examples], x_train, num_samples=args.num_samples
+    )
 
 
 def _plot(args) -> int:

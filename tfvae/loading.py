@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 
+from tfvae import models
 from tfvae.arguments import first_line
 from tfvae.models import VAE
 
@@ -69,6 +70,7 @@ def load_vae(path) -> VAE:
             f"No model at {str(model_path)!r}: expected a run folder or a .keras file."
         )
     _check_keras_archive(model_path)
+    models.import_all()  # registers every model class with Keras
     try:
         vae = keras.models.load_model(model_path, safe_mode=True)
     except Exception as error:

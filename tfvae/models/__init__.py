@@ -87,6 +87,13 @@ _CLASSES = {
 }
 
 
+def import_all() -> None:
+    """Imports every model module, so that Keras can find each class by its registered name
+    (loading a `.keras` file of a model whose module was not imported yet)."""
+    for module in sorted(set(_CLASSES.values())):
+        importlib.import_module(f"tfvae.models.{module}")
+
+
 def __getattr__(name: str):
     if name in _CLASSES:
         return getattr(importlib.import_module(f"tfvae.models.{_CLASSES[name]}"), name)
