@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import run_here
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_dashboards import read_projector, read_session
 
 import tfvae
 from tfvae import cli, data, plots
@@ -79,6 +80,21 @@ def test_train_on_the_embedded_default_writes_a_complete_run(tmp_path):
         tags, events = scalar_tags(run_dir / "logs" / split)
         assert SCALARS <= tags, tags
         assert len(events.Tensors("epoch_elbo")) == 3
+
+    # The HParams session: the flags, the final validation ELBO and log p(x).
+    hparams, metrics, group = read_session(run_dir / "logs")
+    assert group == "run" and hparams["latent_dim"] == 20 and hparams["model"] == "vae"
+    assert hparams["epochs"] == 3 and "output_dir" not in hparams
+    step, elbo = metrics["final/validation_elbo"]
+    assert step == 3 and elbo == pytest.approx(history["val_elbo"][-1], rel=1e-6)
+    assert metrics["final/validation_log_likelihood"][1] > elbo  # L_100 >= L_1
+    # The projector: the latent means of the 360 test digits, their labels and a sprite.
+    embedding, values, labels, sprite = read_projector(run_dir / "logs")
+    x_test, y_test = data.load_arrays("digits", "test")
+    means = vae.encode(x_test).mean().numpy()
+    np.testing.assert_allclose(values, means, rtol=1e-4, atol=1e-5)
+    assert labels == [str(y) for y in y_test]
+    assert tuple(sprite.shape) == (19 * 8, 19 * 8, 1)
 
 
 @pytest.mark.parametrize(
@@ -358,6 +374,10 @@ def test_evaluate_measures_sample_quality_with_its_floor_and_class_accuracy(tmp_
     assert 0 <= quality["mean_class_accuracy"] <= 1
     for line in ("FID", "train vs test", "KID", "precision", "recall", "class accuracy"):
         assert line in result.stdout
+    # ... and in the run's HParams session, beside the measures of training.
+    _, measures, _ = read_session(run_dir / "logs")
+    assert measures["final/test_fid"] == (5, pytest.approx(quality["fid"], rel=1e-5))
+    assert {"final/validation_elbo", "final/test_precision"} <= set(measures)
     # A bad count is refused in one line, before anything is computed.
     result = run_here("evaluate", run_dir, "--sample-quality", "--num-samples", "0")
     assert result.returncode == 2 and "--num-samples" in result.stderr

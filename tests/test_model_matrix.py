@@ -13,6 +13,7 @@ import keras
 import matplotlib.image
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import run_here
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -122,6 +123,43 @@ def test_tensorboard_callbacks_wrote_images_and_latent_scalars(runs, name):
     gaussian = name in ("vae", "beta_vae", "free_bits", "iwae", "conditional")
     assert ("active_units" in tags) == gaussian, tags
     assert ("kl_per_dimension" in tags) == gaussian, tags
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_hparams_session_and_projector(runs, name, test_digits):
+    from test_dashboards import read_projector, read_session
+
+    hparams, metrics, _ = read_session(runs[name] / "logs")
+    assert hparams["model"] == name and hparams["latent_dim"] == LATENT_DIM
+    assert np.isfinite(metrics["final/validation_elbo"][1])
+    # Every model with a density reports log p(x); the VQ-VAE has none.
+    assert ("final/validation_log_likelihood" in metrics) == (name != "vqvae"), metrics
+    _, values, labels, sprite = read_projector(runs[name] / "logs")
+    x, y = test_digits
+    vae = loading.load_vae(runs[name])
+    given = vae._label_batch(y, x) if vae.is_conditional else None
+    latent = vae.posterior_tensors(tf.constant(x), given)["latent"].numpy().reshape(len(x), -1)
+    np.testing.assert_allclose(values, latent, rtol=1e-4, atol=1e-4)
+    assert labels == [str(label) for label in y] and sprite.shape[0] == 19 * SIDE
+
+
+@pytest.fixture(scope="module")
+def feature_network_of_digits():
+    return tfvae.feature_network.load_feature_network("digits", verbose=False)
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_sample_quality(runs, name, test_digits, feature_network_of_digits):
+    vae = loading.load_vae(runs[name])
+    x_train, _ = tfvae.data.load_arrays("digits", "train")
+    quality = tfvae.sample_quality.sample_quality(
+        vae, feature_network_of_digits, test_digits[0], x_train
+    )
+    assert quality["samples"] == 360
+    values = [quality[k] for k in ("fid", "kid", "precision", "recall", "fid_floor")]
+    assert np.isfinite(values).all()
+    assert quality["fid"] > quality["fid_floor"]  # one epoch of training is far from the data
+    assert ("mean_class_accuracy" in quality) == (name == "conditional")
 
 
 def model_inputs(vae, x, y):

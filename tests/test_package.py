@@ -29,7 +29,7 @@ LAYERS = [
     # 4: tools that read a model
     {"evaluation", "plots", "loading", "feature_network", "sample_quality"},
     # 5: tools built on those
-    {"callbacks", "checkpoints", "serving", "export"},
+    {"callbacks", "checkpoints", "serving", "export", "dashboards"},
     # 6: a training run
     {"runs"},
     # 7: the command line

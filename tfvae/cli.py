@@ -480,11 +480,24 @@ def _evaluate(args) -> int:
     metrics.update(evaluation.report(vae, x, labels=y, k=args.k))
     if args.sample_quality:
         metrics["sample_quality"] = _sample_quality(vae, dataset, args, len(x))
+        _add_to_hparams_session(source, args.split, metrics["sample_quality"])
     out = source.folder / f"{source.tag}metrics.json"
     with atomic_output(out, overwrite=True) as partial:
         partial.write_text(json.dumps(metrics, indent=2) + "\n")
     _print_report(metrics, out)
     return 0
+
+
+def _add_to_hparams_session(source: _Source, split: str, quality: dict) -> None:
+    """Adds the sample measures of a run's own model to its HParams session."""
+    log_dir = source.config.get("log_dir")
+    if source.tag or not log_dir or not Path(log_dir).is_dir():
+        return  # a checkpoint, or a model with no run logs
+    from tfvae import dashboards
+
+    names = ("fid", "kid", "precision", "recall")
+    measures = {f"{split}_{name}": quality[name] for name in names}
+    dashboards.write_metrics(log_dir, measures, step=int(source.config.get("epochs", 0)))
 
 
 def _sample_quality(vae, dataset: str, args, examples: int) -> dict:

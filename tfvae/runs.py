@@ -37,12 +37,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfvae import (
     callbacks,
     checkpoints,
+    dashboards,
     data,
+    evaluation,
     faults,
     fused,
     models,
@@ -65,6 +68,9 @@ LOST_WORKER = "lost_worker"
 
 #: `RunConfig.jit_compile` -> `compile(jit_compile=...)`.
 _JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+#: Validation images the HParams metrics and the projector are computed on, and the
+#: importance samples of their log p(x).
+_DASHBOARD_EXAMPLES, _DASHBOARD_K = 1000, 100
 #: What a collective op raises when another worker died or was stopped.
 _LOST_WORKER_ERRORS = (tf.errors.UnavailableError, tf.errors.CancelledError, tf.errors.AbortedError)
 
@@ -406,3 +412,37 @@ class _Run:
         plots.plot_samples(vae, self.run_dir / "samples.png", n=64, seed=self.config.seed)
         x, labels = self.x_shown[:32], None if self.y_shown is None else self.y_shown[:32]
         plots.plot_reconstructions(vae, x, self.run_dir / "reconstructions.png", labels=labels)
+        self._write_dashboards(vae)
+
+    def _write_dashboards(self, vae) -> None:
+        """TensorBoard's HParams session (the settings; the final validation ELBO and
+        log p(x)) and the projector (latent means of up to 1,000 validation images)."""
+        c = self.config
+        examples = data.load(
+            c.dataset,
+            c.validation_split,
+            batch_size=_DASHBOARD_EXAMPLES,
+            shuffle=False,
+            binarize=None if c.binarize == "none" else c.binarize,
+            with_labels=True,
+            data_dir=c.data_dir,
+            manual_dir=c.manual_dir,
+            offline=c.offline,
+            seed=c.seed + 1,
+            cache=False,
+        )
+        x, labels = next(examples.take(1).as_numpy_iterator())
+        given = labels if self.conditional else None
+        metrics = {"validation_elbo": (self.history.get("val_elbo") or [None])[-1]}
+        if vae.has_density:
+            estimate = evaluation.importance_sampled_log_likelihood(
+                vae, x, k=_DASHBOARD_K, labels=given, seed=c.seed
+            )
+            metrics["validation_log_likelihood"] = estimate.nats
+        settings = {k: v for k, v in c.to_dict().items() if k not in ("output_dir", "log_dir")}
+        dashboards.write_hparams(self.log_dir, settings, metrics, step=c.epochs)
+        latent = vae.posterior_tensors(tf.constant(x), vae._label_batch(given, x))["latent"]
+        latent = np.reshape(keras.ops.convert_to_numpy(latent), (len(x), -1))
+        dashboards.write_projector(
+            self.log_dir, latent, labels if (labels >= 0).all() else None, images=x
+        )
