@@ -24,7 +24,6 @@ also restores the data order of each epoch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ import keras
 
 from tfvae import scaling
 from tfvae.arguments import check_integer
+from tfvae.files import sha256_of
 from tfvae.loading import load_vae
 
 __all__ = [
@@ -57,14 +57,6 @@ class CheckpointError(ValueError):
 
 class CheckpointWarning(UserWarning):
     """A damaged checkpoint was skipped in favour of an older one."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -127,7 +119,7 @@ def write_checkpoint(
     files = {}
     for name in ("model.keras", "state.json"):
         _fsync(partial / name)
-        files[name] = _sha256(partial / name)
+        files[name] = sha256_of(partial / name)
     (partial / MANIFEST).write_text(json.dumps({"format": 1, "sha256": files}, indent=2) + "\n")
     _fsync(partial / MANIFEST)
     shutil.rmtree(final, ignore_errors=True)  # a damaged copy of the same step
@@ -151,7 +143,7 @@ def verify_checkpoint(path) -> str | None:
     for name, digest in expected.items():
         if not (path / name).is_file():
             return f"{name} is missing"
-        if _sha256(path / name) != digest:
+        if sha256_of(path / name) != digest:
             return f"{name} does not match its checksum in manifest.json"
     return None
 

@@ -51,6 +51,7 @@ from pathlib import Path
 
 from tfvae._startup import filtered_stderr
 from tfvae.arguments import first_line
+from tfvae.files import user_cache_dir
 
 __all__ = [
     "ENV",
@@ -126,11 +127,6 @@ def host_directory(root: Path | str) -> Path:
     """
     cpu = hashlib.sha256(_cpu_description().encode()).hexdigest()[:12]
     return Path(root) / f"tf{_tensorflow_version()}-{platform.machine() or 'cpu'}-{cpu}"
-
-
-def _default_directory() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tfvae" / "xla"
 
 
 def _writable(directory: Path) -> bool:
@@ -233,7 +229,7 @@ def enable() -> Path | None:
     setting = os.environ.get(ENV)
     if setting is not None and setting.strip().lower() in _OFF:
         return None
-    root = Path(setting).expanduser() if setting else _default_directory()
+    root = Path(setting).expanduser() if setting else user_cache_dir("xla")
     directory = host_directory(root)
     if not _writable(directory):
         return None

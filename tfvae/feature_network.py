@@ -18,7 +18,6 @@ logits. On MNIST it reaches about 99 % test accuracy in 5 epochs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -29,7 +28,7 @@ import numpy as np
 
 from tfvae import data
 from tfvae.arguments import check_integer
-from tfvae.files import atomic_output
+from tfvae.files import atomic_output, sha256_of, user_cache_dir
 from tfvae.validation import check_array
 
 __all__ = [
@@ -144,16 +143,7 @@ def _cache_dir(cache_dir) -> Path:
         return Path(cache_dir)
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tfvae" / "features"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return user_cache_dir("features")
 
 
 def _load_cached(model_path: Path, manifest_path: Path, dataset: str):
@@ -162,7 +152,7 @@ def _load_cached(model_path: Path, manifest_path: Path, dataset: str):
         return None
     try:
         manifest = json.loads(manifest_path.read_text())
-        if manifest.get("sha256") != _sha256(model_path):
+        if manifest.get("sha256") != sha256_of(model_path):
             raise ValueError("the model file does not match its checksum")
         classifier = keras.saving.load_model(model_path, compile=False, safe_mode=True)
         return FeatureNetwork(classifier, manifest["test_accuracy"], dataset, model_path)
@@ -247,7 +237,7 @@ def load_feature_network(
             "epochs": epochs,
             "seed": seed,
             "version": _VERSION,
-            "sha256": _sha256(model_path),
+            "sha256": sha256_of(model_path),
         }
         with atomic_output(manifest_path, overwrite=True) as partial:
             partial.write_text(json.dumps(manifest, indent=2) + "\n")

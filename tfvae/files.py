@@ -9,13 +9,14 @@ only after the new one is complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_output"]
+__all__ = ["atomic_output", "sha256_of", "user_cache_dir"]
 
 
 def _remove(path: Path) -> None:
@@ -67,3 +68,18 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
             os.replace(partial, path)
     finally:
         _remove(partial)
+
+
+def sha256_of(path) -> str:
+    """The SHA-256 of a file's bytes, as hex, read in blocks of 1 MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def user_cache_dir(name: str) -> Path:
+    """tfvae's cache folder `name`: `$XDG_CACHE_HOME/tfvae/name`, else `~/.cache/tfvae/name`."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tfvae" / name

@@ -205,18 +205,18 @@ class _Run:
 
     # ------------------------------------------------------------------ data
     def _load(self, split: str, **kwargs) -> tf.data.Dataset:
+        """A split of the run's data set, as trained; `kwargs` override `tfvae.data.load`'s
+        options."""
         c = self.config
-        return data.load(
-            c.dataset,
-            split,
+        options = dict(
             batch_size=c.batch_size,
             binarize=None if c.binarize == "none" else c.binarize,
             with_labels=self.conditional,
             data_dir=c.data_dir,
             manual_dir=c.manual_dir,
             offline=c.offline,
-            **kwargs,
         )
+        return data.load(c.dataset, split, **{**options, **kwargs})
 
     def epoch_data(self, epoch: int, skip: int = 0) -> tf.data.Dataset:
         """Epoch `epoch`'s batches, after the first `skip`: the order and binarisation
@@ -418,16 +418,11 @@ class _Run:
         """TensorBoard's HParams session (the settings; the final validation ELBO and
         log p(x)) and the projector (latent means of up to 1,000 validation images)."""
         c = self.config
-        examples = data.load(
-            c.dataset,
+        examples = self._load(
             c.validation_split,
             batch_size=_DASHBOARD_EXAMPLES,
             shuffle=False,
-            binarize=None if c.binarize == "none" else c.binarize,
             with_labels=True,
-            data_dir=c.data_dir,
-            manual_dir=c.manual_dir,
-            offline=c.offline,
             seed=c.seed + 1,
             cache=False,
         )
