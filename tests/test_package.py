@@ -20,7 +20,8 @@ LAYERS = [
     # 0: foundations, no TensorFlow (the command line parses with these alone)
     {"_startup", "arguments", "choices", "compile_cache", "files", "models.registry", "config"},
     # 1: TensorFlow building blocks
-    {"validation", "losses", "layers", "priors", "flows", "networks", "data", "scaling"},
+    {"validation", "losses", "layers", "priors", "flows", "networks", "data", "scaling"}
+    | {"samplers"},
     # 2: the trainer and what it stops or schedules
     {"faults", "fused", "training", "schedules"},
     # 3: the models

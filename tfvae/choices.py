@@ -40,3 +40,7 @@ SIGNATURES = ("encode", "decode", "sample", "reconstruct")
 QUANTIZATIONS = ("float16", "dynamic_int8")
 #: What `tfvae export --format` writes.
 EXPORT_FORMATS = ("saved_model", "tflite")
+#: Where `sample` draws latents from: the model's prior, or a sampler fitted after training.
+SAMPLERS = ("prior", "gmm", "two_stage", "pixelcnn")
+#: The samplers `fit_sampler` fits (all but the prior).
+FITTED_SAMPLERS = SAMPLERS[1:]

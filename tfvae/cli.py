@@ -212,7 +212,48 @@ def _sample_parser(commands) -> None:
         type=int,
         help="the class of every sample (conditional models only; they need it)",
     )
+    _add_sampler_flag(sample, "where the latents come from")
     _add_output_flags(sample, "the PNG file to write", "replace an existing PNG", required=True)
+
+
+def _add_sampler_flag(parser, what: str) -> None:
+    parser.add_argument(
+        "--sampler",
+        choices=choices.SAMPLERS,
+        help=f"{what}: the prior, or a sampler fitted by `tfvae fit-sampler` (default: the "
+        "model's own: a VQ-VAE's fitted PixelCNN, else the prior)",
+    )
+
+
+def _fit_sampler_parser(commands) -> None:
+    fit = _command(
+        commands,
+        "fit-sampler",
+        _fit_sampler,
+        "fit a latent sampler to a trained run (GMM, two-stage VAE, PixelCNN prior)",
+        "Fit a sampler to the codes of the run's training split and save it in "
+        "RUN_DIR/model.keras: 'gmm' (a Gaussian mixture over the posterior means, Ghosh "
+        "et al. 2020) or 'two_stage' (a second VAE, Dai & Wipf 2019) for the Gaussian-latent "
+        "models; 'pixelcnn' (a gated PixelCNN prior over the codes) for a VQ-VAE, whose "
+        "samples then come from it. Exports then carry a sample_<sampler> signature.",
+    )
+    fit.add_argument("run", metavar="RUN_DIR", help="a run folder")
+    fit.add_argument("--sampler", choices=choices.FITTED_SAMPLERS, required=True)
+    fit.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=None,
+        help="epochs of a trained sampler (default: 50 for two_stage, 15 for pixelcnn)",
+    )
+    fit.add_argument(
+        "--num-components",
+        type=_positive_int,
+        default=10,
+        help="components of the gmm (default: 10)",
+    )
+    fit.add_argument("--seed", type=int, default=0, help="seed of the fit (default: 0)")
+    fit.add_argument("--dataset", help="(default: the run's data set)")
+    _add_source_flags(fit)
 
 
 _MODEL_SOURCE_HELP = (
@@ -253,6 +294,7 @@ def _evaluate_parser(commands) -> None:
         type=_positive_int,
         help="samples for --sample-quality (default: as many as the evaluated examples)",
     )
+    _add_sampler_flag(evaluate, "--sample-quality: where the latents of the samples come from")
     _add_source_flags(evaluate)
 
 
@@ -284,7 +326,15 @@ def _plot_parser(commands) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tfvae", description="Variational autoencoders on Keras 3 and TFP.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_train_parser, _export_parser, _sample_parser, _evaluate_parser, _plot_parser):
+    parsers = (
+        _train_parser,
+        _fit_sampler_parser,
+        _export_parser,
+        _sample_parser,
+        _evaluate_parser,
+        _plot_parser,
+    )
+    for add in parsers:
         add(commands)
     return parser
 
@@ -358,11 +408,57 @@ def _sample(args) -> int:
     from tfvae.files import atomic_output
 
     out = _png(args.out)
-    sampler = serving.load_sampler(args.model)
+    sampler = serving.load_sampler(args.model, sampler=args.sampler)
     images = np.asarray(sampler(args.n, label=args.label))
     with atomic_output(out, overwrite=args.overwrite) as partial:
         plots.save_image_grid(images, partial)
     print(f"wrote {args.n} samples to {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------- fit-sampler
+#: `--epochs` of `tfvae fit-sampler` when none is given.
+_SAMPLER_EPOCHS = {"gmm": 1, "two_stage": 50, "pixelcnn": 15}
+
+
+def _fit_sampler(args) -> int:
+    import numpy as np
+
+    from tfvae import loading
+    from tfvae.files import atomic_output
+
+    source = _model_source(args.run)
+    if source.tag:
+        raise ValueError(
+            f"fit-sampler fits a run's own model; {str(args.run)!r} is a checkpoint. "
+            "Pass the run folder."
+        )
+    vae = loading.load_vae(source.model_path)
+    if args.sampler not in vae.fittable_samplers:
+        raise ValueError(
+            f"{type(vae).__name__} cannot fit the sampler {args.sampler!r}; it fits: "
+            f"{', '.join(vae.fittable_samplers)}."
+        )
+    _, batches = _run_data(source, args, "train", batch_size=1000)
+    pairs = list(batches.as_numpy_iterator())
+    x = np.concatenate([p[0] for p in pairs])
+    labels = np.concatenate([p[1] for p in pairs]) if vae.is_conditional else None
+    epochs = args.epochs or _SAMPLER_EPOCHS[args.sampler]
+    vae.fit_sampler(
+        args.sampler,
+        x,
+        labels,
+        num_components=args.num_components,
+        epochs=epochs,
+        seed=args.seed,
+    )
+    with atomic_output(source.model_path, overwrite=True) as partial:
+        vae.save(partial)
+    print(
+        f"fitted the {args.sampler} sampler to {len(x)} training examples; wrote "
+        f"{source.model_path} (sample with: tfvae sample {source.model_path} "
+        f"--sampler {args.sampler} --out samples.png)"
+    )
     return 0
 
 
@@ -442,6 +538,10 @@ def _print_report(metrics: dict, out: Path) -> None:
         error = metrics["log_likelihood_standard_error"] if key == "log_likelihood" else None
         shown = "n/a" if value is None else f"{value:.3f}"
         print(f"  {row:<18} {shown}" + (f" +- {error:.3f}" if error is not None else ""))
+    if "code_nll" in metrics:
+        print(f"  {'code NLL, nats':<18} {metrics['code_nll']:.3f} (PixelCNN prior)")
+        print(f"  {'ELBO with prior':<18} {metrics['code_prior_elbo']:.3f}")
+        print(f"  {'  bits per dim':<18} {metrics['code_prior_bits_per_dim']:.4f}")
     units = metrics["active_units"]
     shown = "n/a" if units is None else f"{units} of {metrics['latent_dim']}"
     print(f"  {'active units':<18} {shown}")
@@ -450,7 +550,8 @@ def _print_report(metrics: dict, out: Path) -> None:
     quality = metrics.get("sample_quality")
     if quality:
         print(
-            f"prior samples: {quality['samples']}, features of a classifier with test "
+            f"{quality['sampler']} samples: {quality['samples']}, features of a classifier "
+            "with test "
             f"accuracy {quality['feature_test_accuracy']:.4f}"
         )
         print(f"  {'FID':<18} {quality['fid']:.3f} (train vs test: {quality['fid_floor']:.3f})")
@@ -478,6 +579,10 @@ def _evaluate(args) -> int:
     y = np.concatenate([p[1] for p in pairs])[: args.examples]
     metrics = {"dataset": dataset, "split": args.split, "model": str(source.model_path)}
     metrics.update(evaluation.report(vae, x, labels=y, k=args.k))
+    if args.sampler is not None:
+        vae.check_sampler(args.sampler)  # before the long measures, not after
+        if not args.sample_quality:
+            raise ValueError("--sampler applies to --sample-quality only.")
     if args.sample_quality:
         metrics["sample_quality"] = _sample_quality(vae, dataset, args, len(x))
         _add_to_hparams_session(source, args.split, metrics["sample_quality"])
@@ -496,7 +601,8 @@ def _add_to_hparams_session(source: _Source, split: str, quality: dict) -> None:
     from tfvae import dashboards
 
     names = ("fid", "kid", "precision", "recall")
-    measures = {f"{split}_{name}": quality[name] for name in names}
+    suffix = "" if quality["sampler"] == "prior" else f"_{quality['sampler']}"
+    measures = {f"{split}_{name}{suffix}": quality[name] for name in names}
     dashboards.write_metrics(log_dir, measures, step=int(source.config.get("epochs", 0)))
 
 
@@ -508,7 +614,12 @@ def _sample_quality(vae, dataset: str, args, examples: int) -> dict:
     x_real, _ = data.load_arrays(dataset, args.split, **source)
     x_train, _ = data.load_arrays(dataset, "train", **source)
     return sample_quality.sample_quality(
-        vae, network, x_real[:examples], x_train, num_samples=args.num_samples
+        vae,
+        network,
+        x_real[:examples],
+        x_train,
+        num_samples=args.num_samples,
+        sampler=args.sampler or vae.default_sampler,
     )
 
 

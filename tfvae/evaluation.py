@@ -16,6 +16,11 @@ A dimension j is active when Cov_x(E_q[z_j | x]) > 0.01 (Burda et al. 2016): the
 posterior mean moves with the input, so the decoder can read it. A collapsed
 dimension has a KL of zero and a constant posterior mean.
 
+A VQ-VAE with a prior over its codes (`fit_sampler("pixelcnn", x)`) has no density
+to sample importance weights from, but q(c|x) is a point mass, so its ELBO is
+log p(x | z_q(c)) + log p(c): `code_prior_elbo` reports it with the code NLL -log p(c)
+(van den Oord et al. 2017 report bits per dimension this way).
+
 `report` gathers all of these for one model and data set, as `tfvae evaluate` prints
 them; a measure that does not apply to the model is listed under `not_measured` with
 the reason.
@@ -25,6 +30,8 @@ Anomaly scores, one per example: the negative ELBO and the reconstruction error
 
 References:
     Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance Weighted Autoencoders. ICLR.
+    van den Oord, A., Vinyals, O. & Kavukcuoglu, K. (2017). Neural Discrete
+        Representation Learning. NeurIPS.
     Rezende, D. J., Mohamed, S. & Wierstra, D. (2014). Stochastic Backpropagation and
         Approximate Inference in Deep Generative Models. ICML.
 """
@@ -43,6 +50,8 @@ from tfvae.validation import check_array
 
 __all__ = [
     "report",
+    "CodePriorElbo",
+    "code_prior_elbo",
     "LogLikelihood",
     "importance_sampled_log_likelihood",
     "kl_per_dimension",
@@ -240,6 +249,47 @@ def anomaly_scores(vae, x, batch_size: int = 500, labels=None) -> dict[str, np.n
     return {"negative_elbo": np.concatenate(elbo), "reconstruction_error": np.concatenate(error)}
 
 
+class CodePriorElbo(NamedTuple):
+    """The ELBO of a VQ-VAE with a fitted prior over codes, means over the examples."""
+
+    code_nll: float  # -log p(c), nats per example
+    distortion: float  # -log p(x | z_q(c)), nats per example
+    elbo: float  # -(distortion + code_nll)
+    bits_per_dim: float  # -elbo / (D log 2)
+
+
+def code_prior_elbo(vae, x, distortion: float | None = None) -> CodePriorElbo:
+    """The ELBO log p(x | z_q(c)) + log p(c) of a VQ-VAE with a fitted PixelCNN prior.
+
+    Args:
+        vae: a `tfvae.VQVAE` after `fit_sampler("pixelcnn", ...)`.
+        x: data `(n, *vae.data_shape)`.
+        distortion: the mean distortion over `x` if already computed (`vae.evaluate`).
+
+    Returns:
+        `CodePriorElbo(code_nll, distortion, elbo, bits_per_dim)`.
+
+    Raises:
+        ValueError: for a model with no prior over codes fitted.
+
+    Example:
+
+    >>> vqvae.fit_sampler("pixelcnn", x_train)
+    >>> code_prior_elbo(vqvae, x_test).bits_per_dim
+    """
+    if not vae.latent_is_discrete or "pixelcnn" not in vae.fitted_samplers:
+        raise ValueError(
+            f"The code-prior ELBO needs a VQ-VAE with a fitted PixelCNN prior; "
+            f"{type(vae).__name__} has samplers: {', '.join(vae.fitted_samplers) or 'none'}."
+        )
+    code_nll = float(-np.mean(vae.code_log_prob(x)))
+    if distortion is None:
+        distortion = vae.evaluate(x, batch_size=500, verbose=0, return_dict=True)["distortion"]
+    elbo = -(float(distortion) + code_nll)
+    dims = math.prod(vae.data_shape)
+    return CodePriorElbo(code_nll, float(distortion), elbo, -elbo / (dims * math.log(2)))
+
+
 def report(vae, x, labels=None, k: int = 5000) -> dict:
     """Every measure of this module for `vae` on `x`, as a JSON-ready dict.
 
@@ -253,7 +303,9 @@ def report(vae, x, labels=None, k: int = 5000) -> dict:
         A dict with `examples`, `elbo`, `rate`, `distortion` (means, nats),
         `log_likelihood` (and `log_likelihood_of`, `log_likelihood_standard_error`,
         `bits_per_dim`, `k`), `active_units`, `latent_dim`, `kl_per_dimension`, and
-        `not_measured`: {measure: why} for those the model has none of (None above).
+        `not_measured`: {measure: why} for those the model has none of (None above);
+        for a VQ-VAE with a fitted PixelCNN prior, `code_nll`, `code_prior_elbo` and
+        `code_prior_bits_per_dim` too (`code_prior_elbo`).
 
     Example:
 
@@ -289,6 +341,13 @@ def report(vae, x, labels=None, k: int = 5000) -> dict:
         )
     except ValueError as error:
         metrics["not_measured"]["log_likelihood"] = str(error)
+    if vae.latent_is_discrete and "pixelcnn" in vae.fitted_samplers:
+        bound = code_prior_elbo(vae, x, distortion=terms["distortion"])
+        metrics.update(
+            code_nll=bound.code_nll,
+            code_prior_elbo=bound.elbo,
+            code_prior_bits_per_dim=bound.bits_per_dim,
+        )
     try:
         metrics["active_units"] = active_units(vae, x, labels=labels)[0]
         metrics["kl_per_dimension"] = kl_per_dimension(vae, x, labels=labels).tolist()

@@ -19,6 +19,7 @@ op, so every call gives new samples. `tfvae.serving` runs what this module write
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from collections.abc import Sequence
@@ -59,23 +60,42 @@ def _check_trained(vae, allow_untrained: bool) -> None:
         )
 
 
-def _check_signatures(signatures) -> tuple[str, ...]:
+def sampler_signature(sampler: str | None) -> str:
+    """The signature that samples with `sampler`: `sample` for the model's default
+    sampler (None), `sample_<sampler>` for a named one (`sample_gmm`, ...)."""
+    return "sample" if sampler is None else f"sample_{sampler}"
+
+
+#: The per-sampler signatures a model with fitted samplers can have.
+SAMPLER_SIGNATURES = tuple(sampler_signature(s) for s in choices.SAMPLERS)
+
+
+def _check_signatures(signatures, available: Sequence[str]) -> tuple[str, ...]:
     if isinstance(signatures, str):
         signatures = (signatures,)
     signatures = tuple(signatures)
-    unknown = [s for s in signatures if s not in SIGNATURES]
+    unknown = [s for s in signatures if s not in available]
     if unknown or not signatures:
         raise ValueError(
             f"Unknown signature(s) {unknown or list(signatures)}. "
-            f"Expected some of: {', '.join(SIGNATURES)}."
+            f"Expected some of: {', '.join(available)}."
         )
     return signatures
+
+
+def _signatures_of(vae: VAE) -> tuple[str, ...]:
+    """Every signature `vae` can be exported with: the four, and `sample_<sampler>` for
+    the prior and each fitted sampler, once a sampler has been fitted."""
+    if not vae.fitted_samplers:
+        return SIGNATURES
+    return SIGNATURES + tuple(sampler_signature(s) for s in ("prior", *vae.fitted_samplers))
 
 
 def _endpoints(vae: VAE) -> dict:
     """Returns {name: (function, input_signature)} for every signature.
 
-    A conditional model's signatures take a `label` too: one int32 per row (`encode`,
+    `sample` draws with the model's `default_sampler`; `sample_<sampler>` with each
+    sampler (`_signatures_of`). A VQ-VAE's return the codes drawn too. A conditional model's signatures take a `label` too: one int32 per row (`encode`,
     `decode`, `reconstruct`), or one for all n samples (`sample`, which then also
     returns `num_classes`, so a runner can check the label it was given).
     """
@@ -92,12 +112,18 @@ def _endpoints(vae: VAE) -> dict:
         likelihood = vae._decode(z, label)
         return {"mean": likelihood.mean(), **vae.likelihood.named_parameters(likelihood)}
 
-    def sample(n, label=None):
-        if label is None:
-            return {"x": vae._decode(vae.sample_latent(n)).mean()}
-        labels = tf.fill(tf.reshape(n, [1]), label)
-        x = vae._decode(vae.sample_latent(n), labels).mean()
-        return {"x": x, "num_classes": tf.fill([1], vae.num_classes)}
+    def sampling(sampler):
+        def sample(n, label=None):
+            if vae.latent_is_discrete:  # the codes too: decode_codes(codes) gives x again
+                codes = vae.draw_codes(n, sampler=sampler)
+                return {"x": vae.decode_codes(codes).mean(), "codes": codes}
+            z = vae.draw_latent(n, sampler=sampler)
+            if label is None:
+                return {"x": vae._decode(z).mean()}
+            x = vae._decode(z, tf.fill(tf.reshape(n, [1]), label)).mean()
+            return {"x": x, "num_classes": tf.fill([1], vae.num_classes)}
+
+        return sample
 
     def reconstruct(x, label=None):
         return {"x": vae._reconstruct(x, label)}
@@ -105,9 +131,11 @@ def _endpoints(vae: VAE) -> dict:
     endpoints = {
         "encode": (encode, [x_spec], row_labels),
         "decode": (decode, [z_spec], row_labels),
-        "sample": (sample, [n_spec], one_label),
+        "sample": (sampling(None), [n_spec], one_label),
         "reconstruct": (reconstruct, [x_spec], row_labels),
     }
+    for sampler in ("prior", *vae.fitted_samplers):
+        endpoints[sampler_signature(sampler)] = (sampling(sampler), [n_spec], one_label)
     if vae.is_conditional:
         return {name: (f, specs + [label]) for name, (f, specs, label) in endpoints.items()}
     return {name: (_one_input(f), specs) for name, (f, specs, _) in endpoints.items()}
@@ -122,7 +150,32 @@ def _one_input(function):
     return endpoint
 
 
+@contextlib.contextmanager
+def _unseeded_random_ops():
+    """Traces random ops without TensorFlow's global seed, then restores it.
+
+    Under a global seed (`keras.utils.set_random_seed`, which training calls) every
+    random op is traced with fixed seeds, and each LiteRT interpreter would then draw
+    the same sequence of samples: a phone app would show the same "random" digits at
+    every launch. Ops traced without one get seed 0, which LiteRT seeds afresh.
+    """
+    from tensorflow.python.eager import context
+
+    seed = context.global_seed()
+    tf.random.set_seed(None)
+    try:
+        yield
+    finally:
+        if seed is not None:
+            tf.random.set_seed(seed)
+
+
 def _write_saved_model(vae: VAE, directory: Path, signatures: Sequence[str]) -> None:
+    with _unseeded_random_ops():
+        _write_archive(vae, directory, signatures)
+
+
+def _write_archive(vae: VAE, directory: Path, signatures: Sequence[str]) -> None:
     archive = keras.export.ExportArchive()
     archive.track(vae)
     endpoints = _endpoints(vae)
@@ -147,9 +200,12 @@ def export_saved_model(
     Args:
         vae: a trained `tfvae.VAE`.
         path: the SavedModel folder to create.
-        signatures: which signatures to include (default: all four). `encode`
-            returns `latent` (the model's central latent) and the posterior's
-            parameters (`tfvae.VAE.posterior_tensors`).
+        signatures: which signatures to include (default: all four, and
+            `sample_<sampler>` for the prior and each sampler fitted to `vae`).
+            `encode` returns `latent` (the model's central latent) and the
+            posterior's parameters (`tfvae.VAE.posterior_tensors`). `sample` draws
+            with `vae.default_sampler` (a VQ-VAE's fitted PixelCNN), and a VQ-VAE's
+            `sample` returns the `codes` it drew beside `x`.
         overwrite: replace an existing `path`.
         allow_untrained: export a model that has taken no training step.
 
@@ -168,7 +224,8 @@ def export_saved_model(
     >>> served.signatures["decode"](z=tf.zeros((1, 20)))["mean"]
     """
     _check_trained(vae, allow_untrained)
-    signatures = _check_signatures(SIGNATURES if signatures is None else signatures)
+    available = _signatures_of(vae)
+    signatures = _check_signatures(available if signatures is None else signatures, available)
     with atomic_output(path, overwrite) as partial:
         _write_saved_model(vae, partial, signatures)
     return Path(path)
@@ -183,7 +240,7 @@ def to_tflite(
     source,
     path,
     *,
-    signatures: Sequence[str] = ("decode", "sample"),
+    signatures: Sequence[str] | None = None,
     quantization: str | None = None,
     overwrite: bool = False,
     allow_untrained: bool = False,
@@ -193,7 +250,8 @@ def to_tflite(
     Args:
         source: a trained `tfvae.VAE`, or the folder written by `export_saved_model`.
         path: the `.tflite` file to create.
-        signatures: which signatures to convert (default: `decode` and `sample`).
+        signatures: which signatures to convert (default: `decode`, `sample` and
+            the `sample_<sampler>` signatures of fitted samplers).
         quantization: None (float32), `"float16"` (weights stored as float16) or
             `"dynamic_int8"` (weights stored as int8, dynamic-range quantisation).
         overwrite: replace an existing `path`.
@@ -214,7 +272,6 @@ def to_tflite(
     >>> tfvae.serving.LiteRTModel("run/model.tflite").sample(16).shape
     (16, 28, 28, 1)
     """
-    signatures = _check_signatures(signatures)
     if quantization not in QUANTIZATIONS:
         raise ValueError(
             f"Unknown quantization {quantization!r}. Expected one of: "
@@ -228,11 +285,18 @@ def to_tflite(
     with tempfile.TemporaryDirectory(prefix="tfvae-export-") as scratch:
         if isinstance(source, VAE):
             _check_trained(source, allow_untrained)
+            available = _signatures_of(source)
+        else:
+            available = tuple(saved_model_signatures(source))
+        if signatures is None:
+            signatures = [s for s in available if s == "decode" or s.startswith("sample")]
+        if isinstance(source, VAE):
+            signatures = _check_signatures(signatures, available)
             saved_model = Path(scratch) / "saved_model"
             _write_saved_model(source, saved_model, signatures)
         else:
             saved_model = Path(source)
-            available = saved_model_signatures(saved_model)
+            signatures = _check_signatures(signatures, SIGNATURES + SAMPLER_SIGNATURES)
             missing = [s for s in signatures if s not in available]
             if missing:
                 raise ValueError(

@@ -209,7 +209,14 @@ def precision_recall(real, generated, k: int = 3, chunk: int = 1000) -> tuple[fl
     return precision, recall
 
 
-def generate(vae, n: int, labels=None, seed: int = 0, batch_size: int = 1000) -> np.ndarray:
+def generate(
+    vae,
+    n: int,
+    labels=None,
+    seed: int = 0,
+    batch_size: int = 1000,
+    sampler: str | None = None,
+) -> np.ndarray:
     """Draws `n` samples (the means of p(x|z)) from `vae` in batches, as NumPy.
 
     Args:
@@ -218,6 +225,8 @@ def generate(vae, n: int, labels=None, seed: int = 0, batch_size: int = 1000) ->
         labels: conditional models: one class per sample (default: the classes in turn).
         seed: seed of the draws (each batch gets its own, derived from it).
         batch_size: samples per call of `vae.sample`.
+        sampler: `"prior"`, a sampler fitted to `vae` (`VAE.fit_sampler`), or None
+            for `vae.default_sampler`.
 
     Returns:
         float32 images `(n, *data_shape)`.
@@ -229,7 +238,8 @@ def generate(vae, n: int, labels=None, seed: int = 0, batch_size: int = 1000) ->
     for i, start in enumerate(range(0, n, batch_size)):
         count = min(batch_size, n - start)
         part = None if labels is None else np.asarray(labels)[start : start + count]
-        out.append(np.asarray(vae.sample(count, labels=part, seed=seed * 10_007 + i)))
+        draws = vae.sample(count, labels=part, seed=seed * 10_007 + i, sampler=sampler)
+        out.append(np.asarray(draws))
     return np.clip(np.concatenate(out), 0.0, 1.0).astype(np.float32)
 
 
@@ -241,6 +251,7 @@ def sample_quality(
     num_samples: int | None = None,
     seed: int = 0,
     k: int = 3,
+    sampler: str | None = None,
 ) -> dict:
     """Samples `vae` and measures the samples against real images `x_real`.
 
@@ -253,9 +264,11 @@ def sample_quality(
         num_samples: samples to draw (default: as many as `x_real`).
         seed: seed of the samples and of KID's subsets.
         k: the neighbour of precision and recall.
+        sampler: where the latents come from: `"prior"`, a sampler fitted to `vae`,
+            or None for `vae.default_sampler`.
 
     Returns:
-        A dict: `fid`, `kid`, `kid_standard_error`, `precision`, `recall`, `samples`,
+        A dict: `sampler` (its name), `fid`, `kid`, `kid_standard_error`, `precision`, `recall`, `samples`,
         `fid_floor` (with `x_train`), `feature_test_accuracy`, and for conditional models
         `class_accuracy` (the classifier's accuracy on samples of each class) and
         `mean_class_accuracy`.
@@ -265,14 +278,16 @@ def sample_quality(
     >>> network = tfvae.feature_network.load_feature_network("mnist")
     >>> sample_quality(vae, network, x_test, x_train)["fid"]
     """
+    sampler = vae.check_sampler(sampler)
     real = network.features(x_real)
     n = check_integer("num_samples", num_samples) if num_samples is not None else len(real)
     labels = np.arange(n) % vae.num_classes if vae.is_conditional else None
-    samples = generate(vae, n, labels=labels, seed=seed)
+    samples = generate(vae, n, labels=labels, seed=seed, sampler=sampler)
     fake = network.features(samples)
     precision, recall = precision_recall(real, fake, k=k)
     kid = kernel_inception_distance(real, fake, seed=seed)
     result = {
+        "sampler": sampler,
         "samples": n,
         "fid": frechet_distance(real, fake),
         "kid": kid.value,

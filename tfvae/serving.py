@@ -114,20 +114,24 @@ class LiteRTModel:
             )
         return {k: np.asarray(v) for k, v in self._runners[signature](**inputs).items()}
 
-    def sample(self, n: int, label: int | None = None) -> np.ndarray:
+    def sample(self, n: int, label: int | None = None, sampler: str | None = None) -> np.ndarray:
         """Returns `n` new samples (decoder means), float32 of shape `(n, *data_shape)`.
 
         Args:
             n: how many, >= 1.
             label: the class of all n samples: required by a conditional model's file,
                 refused by the others.
+            sampler: a sampler exported with the model (`sample_<sampler>`
+                signature: `"prior"`, `"gmm"`, ...); None for the model's default.
 
         Raises:
-            ValueError: for a bad `n`, or a missing, unexpected or out-of-range label.
+            ValueError: for a bad `n`, a sampler the file lacks, or a missing,
+                unexpected or out-of-range label.
         """
         n = check_integer("n", n)
-        inputs = {"n": np.array(n, np.int32), **self._label_input(label, "sample")}
-        outputs = self.run("sample", **inputs)
+        signature = _sampler_signature(sampler, self.signatures, self.path)
+        inputs = {"n": np.array(n, np.int32), **self._label_input(label, signature)}
+        outputs = self.run(signature, **inputs)
         _check_label_range(label, outputs.get("num_classes"), self.path)
         return outputs["x"]
 
@@ -142,6 +146,18 @@ class LiteRTModel:
 
     def _label_input(self, label, signature: str) -> dict:
         return _label_feed("label" in self._inputs.get(signature, ()), label, self.path)
+
+
+def _sampler_signature(sampler, signatures, source) -> str:
+    """The signature that samples with `sampler` in a file that has `signatures`."""
+    name = "sample" if sampler is None else f"sample_{sampler}"
+    if name not in signatures:
+        drawn = [s.removeprefix("sample_") for s in signatures if s.startswith("sample_")]
+        raise ValueError(
+            f"{str(source)!r} has no {name!r} signature, so it cannot sample with "
+            f"sampler={sampler!r}. Its samplers: {', '.join(drawn) or 'only its default'}."
+        )
+    return name
 
 
 def _label_feed(takes_label: bool, label, source) -> dict:
@@ -166,12 +182,17 @@ def _check_label_range(label, num_classes, source) -> None:
         )
 
 
-def load_sampler(path):
-    """Returns `sample(n, label=None) -> np.ndarray` for a `.keras` file, a SavedModel
-    folder or a `.tflite` file. A conditional model needs the `label` of the samples.
+def load_sampler(path, sampler: str | None = None):
+    """Returns `sample(n, label=None) -> np.ndarray` for a `.keras` file (or a run folder
+    holding `model.keras`), a SavedModel folder or a `.tflite` file. A conditional model needs the `label` of the samples.
+
+    Args:
+        path: the model file or folder.
+        sampler: where latents come from: `"prior"`, a fitted sampler (`"gmm"`,
+            `"two_stage"`, `"pixelcnn"`), or None for the model's default.
 
     Raises:
-        ValueError: if `path` is none of these, or cannot be read.
+        ValueError: if `path` is none of these, cannot be read, or lacks `sampler`.
 
     Example:
 
@@ -181,6 +202,8 @@ def load_sampler(path):
     path = Path(path)
     if not path.exists():
         raise ValueError(f"No model at {str(path)!r}.")
+    if path.is_dir() and not (path / "saved_model.pb").exists() and (path / "model.keras").is_file():
+        path = path / "model.keras"  # a run folder
     if path.is_dir():
         signatures = saved_model_signatures(path)
         if "sample" not in signatures:
@@ -188,7 +211,8 @@ def load_sampler(path):
                 f"The SavedModel {str(path)!r} has no 'sample' signature; it has: "
                 f"{', '.join(signatures)}."
             )
-        served = tf.saved_model.load(str(path)).signatures["sample"]
+        signature = _sampler_signature(sampler, signatures, path)
+        served = tf.saved_model.load(str(path)).signatures[signature]
         takes_label = "label" in served.structured_input_signature[1]
 
         def sample_saved_model(n, label=None):
@@ -199,10 +223,16 @@ def load_sampler(path):
 
         return sample_saved_model
     if path.suffix == ".tflite":
-        return LiteRTModel(path).sample
+        model = LiteRTModel(path)
+        _sampler_signature(sampler, model.signatures, path)
+        return lambda n, label=None: model.sample(n, label, sampler)
     if path.suffix == ".keras":
         vae = load_vae(path)
-        return lambda n, label=None: np.asarray(vae.sample(n, labels=label))
+        try:
+            vae.check_sampler(sampler)
+        except ValueError as error:
+            raise ValueError(f"{str(path)!r}: {first_line(error)}") from None
+        return lambda n, label=None: np.asarray(vae.sample(n, labels=label, sampler=sampler))
     raise ValueError(
         f"Cannot tell what {str(path)!r} is. Expected a .keras file, a SavedModel folder "
         "or a .tflite file."

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import losses, networks, priors, scaling
+from tfvae import losses, networks, priors, samplers, scaling
 from tfvae.arguments import check_integer, check_number
 from tfvae.layers import DistributionLayer, MultivariateNormalDiag
 from tfvae.training import Trainer
@@ -143,7 +143,9 @@ class VAE(Trainer):
     #: Names of the per-example terms `loss_terms` returns, each tracked as a metric.
     term_names: tuple[str, ...] = ("loss", "distortion", "rate", "elbo")
 
-    def __init__(self, encoder, decoder, prior=None, beta: float = 1.0, seed=None, **kwargs):
+    def __init__(
+        self, encoder, decoder, prior=None, beta: float = 1.0, seed=None, samplers=None, **kwargs
+    ):
         super().__init__(**kwargs)
         _check_functional(encoder, "encoder")
         self.likelihood = _output_layer(decoder, "decoder")
@@ -170,6 +172,8 @@ class VAE(Trainer):
         self._evaluation_noise = keras.random.SeedGenerator(
             evaluation_seed, name="evaluation_noise"
         )
+        # Latent samplers fitted after training (`fit_sampler`), saved with the model.
+        self.fitted_samplers = dict(samplers or {})
         # Every weight exists now; marking the model built means `.keras` files and
         # exports carry all of them, even when it is only ever trained by `fit`.
         self.build((None,) + self.data_shape)
@@ -374,8 +378,171 @@ class VAE(Trainer):
             return self.prior.stateful_sample(n, encoder=self.encoder)
         return self.prior_distribution().sample(n, seed=_stateless(seed))
 
-    def sample(self, n: int, labels=None, seed=None, output: str = "mean") -> tf.Tensor:
-        """Draws `n` examples: z from the prior (`sample_latent`), then x through the decoder.
+    #: The samplers `fit_sampler` fits to this model's latents.
+    fittable_samplers: tuple[str, ...] = ("gmm", "two_stage")
+
+    @property
+    def default_sampler(self) -> str:
+        """The sampler `sample` uses when none is named: `"prior"` here."""
+        return "prior"
+
+    def draw_latent(self, n, seed=None, sampler: str | None = None) -> tf.Tensor:
+        """Draws `n` latents from the prior (`sample_latent`) or from a fitted sampler.
+
+        Args:
+            n: how many (an int, or an int32 scalar tensor inside a graph).
+            seed: as in `sample_latent`.
+            sampler: `"prior"`, a sampler fitted by `fit_sampler` (`"gmm"`,
+                `"two_stage"`), or None for `default_sampler`.
+
+        Raises:
+            ValueError: for a sampler that is unknown or was not fitted.
+        """
+        sampler = self.check_sampler(sampler)
+        if sampler == "prior":
+            return self.sample_latent(n, seed)
+        return self.fitted_samplers[sampler].sample(n, seed)
+
+    def check_sampler(self, sampler: str | None) -> str:
+        """Returns `sampler`, or `default_sampler` for None, once checked.
+
+        Raises:
+            ValueError: for a sampler that is unknown, or (other than the prior) was
+                not fitted to this model.
+        """
+        if sampler is None:
+            return self.default_sampler
+        if sampler not in samplers.SAMPLERS:
+            raise ValueError(
+                f"Unknown sampler {sampler!r}. Expected one of: {', '.join(samplers.SAMPLERS)}."
+            )
+        if sampler != "prior" and sampler not in self.fitted_samplers:
+            fitted = ", ".join(self.fitted_samplers) or "none"
+            raise ValueError(
+                f"The {sampler!r} sampler was not fitted to this model (fitted: {fitted}); "
+                f"call vae.fit_sampler({sampler!r}, x_train), or `tfvae fit-sampler`."
+            )
+        return sampler
+
+    def fit_sampler(
+        self,
+        sampler: str,
+        x,
+        labels=None,
+        *,
+        num_components: int = 10,
+        epochs: int = 50,
+        batch_size: int = 500,
+        seed: int = 0,
+        verbose: int = 0,
+    ):
+        """Fits a latent sampler to the codes of `x` (the training data), for `sample`.
+
+        The codes are the central latents of q(z|x) (the posterior means of a Gaussian
+        posterior). `"gmm"`: a Gaussian mixture of `num_components` full-covariance
+        components (Ghosh et al. 2020). `"two_stage"`: a second VAE (MLP, 256-256
+        units, Gaussian likelihood with a learned scale, latent of the same size)
+        trained on the codes for `epochs` epochs (Dai & Wipf 2019). See
+        `tfvae.samplers`; a VQ-VAE fits `"pixelcnn"` instead (`tfvae.code_prior`).
+        A sampler fitted again replaces the previous one.
+
+        Args:
+            sampler: one of `fittable_samplers`.
+            x: the data, `(n, *data_shape)`.
+            labels: for a conditional model, the labels of `x`.
+            num_components: components of the mixture.
+            epochs: epochs of a trained sampler (two-stage VAE, PixelCNN).
+            batch_size: examples per pass when computing the codes.
+            seed: seed of the fit.
+            verbose: passed to the sampler network's `fit`.
+
+        Returns:
+            The fitted sampler layer.
+
+        Raises:
+            ValueError: for a sampler this model cannot fit, or bad data.
+
+        Example:
+
+        >>> vae.fit_sampler("gmm", x_train)
+        >>> images = vae.sample(64, sampler="gmm")
+        """
+        if sampler not in self.fittable_samplers:
+            raise ValueError(
+                f"{type(self).__name__} cannot fit the sampler {sampler!r}. Expected one of: "
+                f"{', '.join(self.fittable_samplers)}."
+            )
+        epochs = check_integer("epochs", epochs)
+        codes = self._codes(x, labels, check_integer("batch_size", batch_size))
+        keras.utils.set_random_seed(seed)
+        layer = self._new_sampler(sampler, codes, num_components, epochs, seed, verbose)
+        self._attach_sampler(sampler, layer)
+        return layer
+
+    def _new_sampler(self, sampler, codes, num_components, epochs, seed, verbose):
+        """A sampler layer fitted to `codes` (what `_codes` gives)."""
+        codes = codes.reshape(len(codes), -1)
+        if sampler == "gmm":
+            layer = samplers.GaussianMixtureSampler(
+                codes.shape[1], num_components, name="gmm_sampler"
+            )
+            layer.set_mixture(*samplers.fit_gaussian_mixture(codes, num_components, seed))
+            return layer
+        return samplers.TwoStageSampler(
+            self._second_stage(codes, epochs, seed, verbose), name="two_stage_sampler"
+        )
+
+    def _attach_sampler(self, name: str, layer) -> None:
+        """Adds a sampler layer to the built model (Keras locks a built layer's state;
+        it unlocks it the same way to untrack a variable)."""
+        was_locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
+            previous = self.fitted_samplers.get(name)
+            if previous is not None:
+                self._tracker.untrack(previous)
+            self.fitted_samplers[name] = layer
+        finally:
+            if was_locked:
+                self._tracker.lock()
+
+    #: The `posterior_tensors` entry that samplers are fitted to.
+    sampler_codes: str = "latent"
+
+    def _codes(self, x, labels, batch_size: int) -> np.ndarray:
+        """The `sampler_codes` of q(z|x) over `x`: `(n, ...)`."""
+        x = check_array(x, self.data_shape, self.likelihood.support)
+        y = self._label_batch(labels, x)
+        out = []
+        for start in range(0, len(x), batch_size):
+            batch = tf.constant(x[start : start + batch_size])
+            part = None if y is None else y[start : start + batch_size]
+            out.append(self.posterior_tensors(batch, part)[self.sampler_codes].numpy())
+        return np.concatenate(out)
+
+    def _second_stage(self, codes: np.ndarray, epochs: int, seed: int, verbose: int):
+        """Trains the second VAE of a two-stage VAE on `codes`; returns its decoder."""
+        dim = codes.shape[1]
+        inner = VAE(
+            networks.mlp_encoder((dim,), dim, hidden_units=(256, 256), name="stage2_encoder"),
+            networks.mlp_decoder(
+                dim,
+                (dim,),
+                hidden_units=(256, 256),
+                likelihood="gaussian_learned_scale",
+                name="stage2_decoder",
+            ),
+            seed=seed,
+        )
+        inner.compile(optimizer=keras.optimizers.Adam(1e-3))
+        inner.fit(codes.astype(np.float32), epochs=check_integer("epochs", epochs), verbose=verbose)
+        return inner.decoder
+
+    def sample(
+        self, n: int, labels=None, seed=None, output: str = "mean", sampler: str | None = None
+    ) -> tf.Tensor:
+        """Draws `n` examples: z from the prior (`sample_latent`) or a fitted sampler, then
+        x through the decoder.
 
         Args:
             n: number of examples, >= 1.
@@ -384,6 +551,8 @@ class VAE(Trainer):
             seed: optional seed of the draws (an int).
             output: `"mean"` for the mean of p(x|z) (what one plots) or `"sample"`
                 for a draw from p(x|z).
+            sampler: `"prior"`, one fitted by `fit_sampler` (`"gmm"`, `"two_stage"`,
+                `"pixelcnn"`), or None for `default_sampler` (a VQ-VAE's fitted PixelCNN).
 
         Returns:
             A float32 tensor of shape `(n, *data_shape)`.
@@ -396,7 +565,8 @@ class VAE(Trainer):
             raise ValueError(f'`output` must be "mean" or "sample". Received: output={output!r}')
         if not tf.is_tensor(n):
             n = check_integer("n", n)
-        likelihood = self._decode(self.sample_latent(n, seed), self._label_batch(labels, n))
+        z = self.draw_latent(n, seed, sampler)
+        likelihood = self._decode(z, self._label_batch(labels, n))
         if output == "mean":
             return likelihood.mean()
         return tf.cast(likelihood.sample(seed=_stateless(seed, 1)), tf.float32)
@@ -427,8 +597,9 @@ class VAE(Trainer):
         """Raises a one-line ValueError when the model has no density p(x) for `what`."""
         if not self.has_density:
             raise ValueError(
-                f"{what} needs a density p(x); {type(self).__name__} has none: its prior over "
-                "codes is uniform and not learned, so log p(x) is undefined."
+                f"{what} needs a density p(x); {type(self).__name__} has none to importance-"
+                "sample: its posterior is a point mass on codes (with a PixelCNN prior "
+                "fitted, its ELBO is the code-prior ELBO)."
             )
 
     def _importance_sample(self, x, y, k, seed, training=False) -> ImportanceSample:
@@ -521,6 +692,10 @@ class VAE(Trainer):
             "prior": keras.saving.serialize_keras_object(self.prior),
             "beta": float(keras.ops.convert_to_numpy(self.beta)),
             "seed": self.seed,
+            "samplers": {
+                name: keras.saving.serialize_keras_object(layer)
+                for name, layer in self.fitted_samplers.items()
+            },
         }
 
     @classmethod
@@ -528,6 +703,10 @@ class VAE(Trainer):
         config = copy.deepcopy(config)  # Keras' deserialiser consumes nested dicts
         for key in ("encoder", "decoder", "prior"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
+        config["samplers"] = {
+            name: keras.saving.deserialize_keras_object(layer)
+            for name, layer in (config.get("samplers") or {}).items()
+        }
         return cls(**config)
 
 

@@ -12,7 +12,11 @@ Here sg is stop-gradient, and the squared norms are summed over positions and
 dimensions. beta is the commitment cost (0.25 in the paper); it lives in `vae.beta`.
 With `ema=True` the codebook follows exponential moving averages of the vectors
 assigned to it, and the codebook term is dropped. `perplexity` = exp(entropy of code
-use in the batch) measures how many codes are in use. Sampling draws codes uniformly.
+use in the batch) measures how many codes are in use. Sampling draws codes uniformly,
+or, once `fit_sampler("pixelcnn", x_train)` has fitted a prior over codes
+(`tfvae.code_prior`), from that prior; the VQ-VAE then has a likelihood bound too:
+
+    log p(x) >= log p(x | z_q(c)) + log p(c),   c the encoder's codes of x
 
 References:
     van den Oord, A., Vinyals, O. & Kavukcuoglu, K. (2017). Neural Discrete
@@ -24,10 +28,11 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import losses, networks, scaling
+from tfvae import code_prior, losses, networks, scaling
 from tfvae.arguments import check_integer
 from tfvae.models.vae import VAE, _check_functional
 
@@ -250,16 +255,72 @@ class VQVAE(VAE):
         codes = self.quantizer.codes(self.encoder(x))
         return {"latent": self.quantizer.lookup(codes), "codes": codes}
 
+    fittable_samplers = ("pixelcnn",)
+    sampler_codes = "codes"
+
+    @property
+    def default_sampler(self) -> str:
+        """`"pixelcnn"` once a prior over codes is fitted (`fit_sampler`), else `"prior"`."""
+        return "pixelcnn" if "pixelcnn" in self.fitted_samplers else "prior"
+
     def sample_latent(self, n, seed=None):
-        """Codes drawn uniformly and independently at every position (the VQ-VAE's prior
-        before a prior over codes is fitted), as their vectors."""
+        """Codes drawn uniformly and independently at every position (the prior the
+        VQ-VAE is trained with), as their vectors."""
+        return self.quantizer.lookup(self._uniform_codes(n, seed))
+
+    def _uniform_codes(self, n, seed=None):
         shape = tf.concat([tf.reshape(n, [1]), tf.constant(self.latent_shape[:-1], tf.int32)], 0)
         if seed is None:
             logits = tf.zeros([1, self.quantizer.num_codes])
             codes = tf.random.categorical(logits, n * self.positions, dtype=tf.int32)[0]
-            return self.quantizer.lookup(tf.reshape(codes, shape))
+            return tf.reshape(codes, shape)
         codes = keras.random.randint(shape, 0, self.quantizer.num_codes, seed=seed)
-        return self.quantizer.lookup(tf.cast(codes, tf.int32))
+        return tf.cast(codes, tf.int32)
+
+    def draw_codes(self, n, seed=None, sampler: str | None = None) -> tf.Tensor:
+        """Draws `n` code grids `(n, *positions)`: uniform (`"prior"`) or from the fitted
+        PixelCNN (`"pixelcnn"`); None for `default_sampler`.
+
+        Raises:
+            ValueError: for a sampler that is unknown or was not fitted.
+        """
+        sampler = self.check_sampler(sampler)
+        if sampler == "prior":
+            return self._uniform_codes(n, seed)
+        if sampler != "pixelcnn":
+            raise ValueError(
+                f"A VQ-VAE draws codes from 'prior' (uniform) or 'pixelcnn'. Received: {sampler!r}"
+            )
+        return self.fitted_samplers[sampler].sample(n, seed)
+
+    def draw_latent(self, n, seed=None, sampler: str | None = None) -> tf.Tensor:
+        return self.quantizer.lookup(self.draw_codes(n, seed, sampler))
+
+    def _new_sampler(self, sampler, codes, num_components, epochs, seed, verbose):
+        """Trains a gated PixelCNN on the code grids `codes` (cross-entropy, Adam)."""
+        network = code_prior.gated_pixelcnn(self.latent_shape[:-1], self.quantizer.num_codes)
+        # Trained through a model that shares its layers, so that the saved prior carries
+        # no optimizer of its own.
+        trainer = keras.Model(network.inputs, network.outputs)
+        trainer.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        trainer.fit(codes, codes, batch_size=128, epochs=epochs, verbose=verbose)
+        return code_prior.CodePrior(network, name="pixelcnn_sampler")
+
+    def code_log_prob(self, x, batch_size: int = 500) -> np.ndarray:
+        """log p(c(x)) under the fitted PixelCNN, of each example's codes, in nats.
+
+        Raises:
+            ValueError: if no prior over codes was fitted (`fit_sampler("pixelcnn", x)`).
+        """
+        self.check_sampler("pixelcnn")
+        codes = self._codes(x, None, check_integer("batch_size", batch_size))
+        prior = self.fitted_samplers["pixelcnn"]
+        return np.concatenate(
+            [prior.log_prob(codes[i : i + batch_size]).numpy() for i in range(0, len(codes), batch_size)]
+        )
 
     def get_config(self):
         return {
