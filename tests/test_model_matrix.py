@@ -267,3 +267,35 @@ def test_a_missing_model_is_one_line_for_every_command(tmp_path):
     for command in (["evaluate"], ["plot", "--what", "samples"], ["export", "--format", "tflite"]):
         result = run_here(command[0], tmp_path / "nowhere", *command[1:])
         assert_refused(result, "No model at")
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_fitted_sampler_in_every_tool(runs, name, tmp_path):
+    """fit-sampler, then the sampler in `.keras`, `tfvae sample` and LiteRT."""
+    import shutil
+
+    run = tmp_path / name
+    shutil.copytree(runs[name], run, ignore=shutil.ignore_patterns("saved_model", "*.tflite"))
+    sampler = "pixelcnn" if name == "vqvae" else "gmm"
+    result = run_here("fit-sampler", run, "--sampler", sampler, "--epochs", 1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    vae = loading.load_vae(run)
+    assert list(vae.fitted_samplers) == [sampler]
+    label = ["--label", 3] if name == "conditional" else []
+    out = tmp_path / "grid.png"
+    result = run_here("sample", run, "-n", 16, "--out", out, "--sampler", sampler, *label)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert matplotlib.image.imread(out).std() > 0.01
+    lite = export.to_tflite(vae, tmp_path / "model.tflite")
+    runner = serving.LiteRTModel(lite)
+    extra = {"label": np.int32(3)} if vae.is_conditional else {}
+    drawn = runner.run(f"sample_{sampler}", n=np.int32(6), **extra)
+    if name == "vqvae":
+        expected = vae.decode_codes(drawn["codes"]).mean()
+    else:
+        labels = np.full(6, 3) if vae.is_conditional else None
+        expected = vae.decode(drawn["z"], labels=labels).mean()
+    np.testing.assert_allclose(drawn["x"], expected, atol=1e-4)
+    assert not np.array_equal(
+        drawn["x"], runner.run(f"sample_{sampler}", n=np.int32(6), **extra)["x"]
+    )

@@ -38,6 +38,7 @@ import math
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -45,9 +46,10 @@ from tfvae.arguments import check_integer
 
 tfd = tfp.distributions
 
-__all__ = ["gated_pixelcnn", "CodePrior"]
+__all__ = ["gated_pixelcnn", "CodePrior", "fit_code_prior"]
 
 _TINY = 1e-20  # the smallest uniform draw, so that the Gumbel noise is finite
+_JIT_FROM = 10_000  # code grids from which `fit_code_prior` compiles with XLA
 
 
 def _shift_down(x):
@@ -176,7 +178,7 @@ class CodePrior(keras.layers.Layer):
         Args:
             n: how many (an int, or an int32 scalar tensor inside a graph).
             seed: an int for reproducible draws (stateless); None draws with
-                TensorFlow's stateful `tf.random.categorical`, which LiteRT runs.
+                TensorFlow's stateful `tf.random.uniform`, which LiteRT runs.
         """
         n = tf.convert_to_tensor(n, tf.int32)
         # Gumbel-max: argmax(logits + g) is a draw from Categorical(logits). The noise of
@@ -208,10 +210,95 @@ class CodePrior(keras.layers.Layer):
         return tf.reshape(flat, tf.concat([[n], self.grid_shape], 0))
 
     def get_config(self):
-        return {**super().get_config(), "network": keras.saving.serialize_keras_object(self.network)}
+        return {
+            **super().get_config(),
+            "network": keras.saving.serialize_keras_object(self.network),
+        }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["network"] = keras.saving.deserialize_keras_object(config["network"])
         return cls(**config)
+
+
+def fit_code_prior(
+    codes,
+    num_codes: int,
+    *,
+    epochs: int = 15,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    verbose: int = 0,
+    name: str = "code_prior",
+    **network_kwargs,
+) -> CodePrior:
+    """Trains a gated PixelCNN on code grids by maximum likelihood; returns the prior.
+
+    Args:
+        codes: int codes `(n, *grid_shape)` in `[0, num_codes)`, e.g. a VQ-VAE's
+            codes of its training images (`VQVAE.fit_sampler("pixelcnn", x)` does this).
+        num_codes: K, the codebook's size.
+        epochs: passes over `codes` (Adam, cross-entropy of each code given the earlier
+            ones, XLA-compiled).
+        batch_size: grids per step.
+        learning_rate: Adam's step size.
+        verbose: passed to `fit`.
+        name: the prior layer's name.
+        **network_kwargs: `filters`, `num_layers`, `kernel_size` of `gated_pixelcnn`.
+
+    Returns:
+        A `CodePrior`, its network frozen.
+
+    Raises:
+        ValueError: for codes that are not integers in `[0, num_codes)` on a 1-D or
+            2-D grid.
+
+    Example:
+
+    >>> prior = fit_code_prior(vqvae_codes, num_codes=128, epochs=15)
+    >>> prior.log_prob(vqvae_codes[:10])
+    """
+    codes = np.asarray(codes)
+    num_codes = check_integer("num_codes", num_codes, minimum=2)
+    if (
+        codes.ndim not in (2, 3)
+        or not len(codes)
+        or not np.issubdtype(codes.dtype, np.integer)
+        or codes.min() < 0
+        or codes.max() >= num_codes
+    ):
+        raise ValueError(
+            f"A prior over codes needs integer code grids (n, P) or (n, H, W) in [0, "
+            f"{num_codes}). Received: shape={codes.shape}, dtype={codes.dtype}"
+            + (f", range [{codes.min()}, {codes.max()}]" if codes.size else "")
+        )
+    network = gated_pixelcnn(codes.shape[1:], num_codes, **network_kwargs)
+    prior = CodePrior(network, name=name)
+    network.trainable = True  # frozen by CodePrior; trained here, then frozen again
+
+    def negative_log_prob(codes, logits):  # nats per grid, through TFP's Categorical
+        grid = tfd.Independent(tfd.Categorical(logits=logits), len(network.inputs[0].shape) - 1)
+        return -grid.log_prob(tf.cast(codes, tf.int32))
+
+    # Trained through a model that shares its layers, so that the prior saved with a
+    # model carries no optimizer of its own.
+    trainer = keras.Model(network.inputs, network.outputs)
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=negative_log_prob,
+        # XLA halves the step time on CPU; its compilation (seconds) pays off on large sets.
+        jit_compile=len(codes) >= _JIT_FROM,
+    )
+    batch_size = min(check_integer("batch_size", batch_size), len(codes))
+    codes = tf.constant(codes.astype(np.int32))
+    # Whole batches only: one shape, one compilation (the remainder is another each epoch).
+    batches = (
+        tf.data.Dataset.from_tensor_slices((codes, codes))
+        .shuffle(len(codes))
+        .batch(batch_size, drop_remainder=True)
+        .prefetch(2)
+    )
+    trainer.fit(batches, epochs=check_integer("epochs", epochs), verbose=verbose, shuffle=False)
+    network.trainable = False
+    return prior

@@ -95,7 +95,9 @@ def _endpoints(vae: VAE) -> dict:
     """Returns {name: (function, input_signature)} for every signature.
 
     `sample` draws with the model's `default_sampler`; `sample_<sampler>` with each
-    sampler (`_signatures_of`). A VQ-VAE's return the codes drawn too. A conditional model's signatures take a `label` too: one int32 per row (`encode`,
+    sampler (`_signatures_of`); they return the latents drawn beside `x` (`z`, or a
+    VQ-VAE's `codes`). A conditional model's signatures take a `label` too: one int32
+    per row (`encode`,
     `decode`, `reconstruct`), or one for all n samples (`sample`, which then also
     returns `num_classes`, so a runner can check the label it was given).
     """
@@ -117,11 +119,11 @@ def _endpoints(vae: VAE) -> dict:
             if vae.latent_is_discrete:  # the codes too: decode_codes(codes) gives x again
                 codes = vae.draw_codes(n, sampler=sampler)
                 return {"x": vae.decode_codes(codes).mean(), "codes": codes}
-            z = vae.draw_latent(n, sampler=sampler)
+            z = vae.draw_latent(n, sampler=sampler)  # z too: decode(z) gives x again
             if label is None:
-                return {"x": vae._decode(z).mean()}
+                return {"x": vae._decode(z).mean(), "z": z}
             x = vae._decode(z, tf.fill(tf.reshape(n, [1]), label)).mean()
-            return {"x": x, "num_classes": tf.fill([1], vae.num_classes)}
+            return {"x": x, "z": z, "num_classes": tf.fill([1], vae.num_classes)}
 
         return sample
 

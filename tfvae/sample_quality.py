@@ -268,7 +268,8 @@ def sample_quality(
             or None for `vae.default_sampler`.
 
     Returns:
-        A dict: `sampler` (its name), `fid`, `kid`, `kid_standard_error`, `precision`, `recall`, `samples`,
+        A dict: `sampler` (its name), `fid`, `kid`, `kid_standard_error`, `precision`,
+        `recall`, `samples`,
         `fid_floor` (with `x_train`), `feature_test_accuracy`, and for conditional models
         `class_accuracy` (the classifier's accuracy on samples of each class) and
         `mean_class_accuracy`.

@@ -7,8 +7,9 @@ codes of the training data and sample from it instead:
 
 - **Ex-post density estimation** (Ghosh et al. 2020): a Gaussian mixture (10
   components, full covariances) fitted to the posterior means of the training data.
-- **Two-stage VAE** (Dai & Wipf 2019): a second, small VAE trained on those codes;
-  u ~ N(0, I) is decoded by the second VAE into a code, and that by the first.
+- **Two-stage VAE** (Dai & Wipf 2019): a second, small VAE trained on those codes
+  (standardised); u ~ N(0, I), a code z ~ p(z|u) from the second VAE, then x from the
+  first.
 
 `GaussianMixtureSampler` and `TwoStageSampler` are Keras layers that hold what was
 fitted (so they are saved with the model in `.keras` files) and draw `n` codes, with
@@ -159,12 +160,25 @@ def fit_gaussian_mixture(codes, num_components: int = 10, seed: int = 0):
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class TwoStageSampler(keras.layers.Layer):
-    """The second stage of a two-stage VAE: u ~ N(0, I), decoded into a code.
+    """The second stage of a two-stage VAE: u ~ N(0, I), then a code z ~ p(z|u).
+
+    The second VAE is trained on standardised codes, (z - shift) / scale per dimension,
+    so that its learned likelihood scale starts where the codes' spread is. A draw is
+    ancestral: u ~ N(0, I), z ~ p(z|u) (the second decoder's Gaussian, with its learned
+    scale), then `z * scale + shift`. Dai & Wipf decode the mean of p(z|u), which is
+    the same once that scale has shrunk to zero; short second stages leave it larger,
+    and the mean alone then draws codes less spread out than the data's.
 
     Args:
         decoder: the second VAE's decoder, a functional model from u `(inner_dim,)` to a
             tfvae distribution layer over codes `(latent_dim,)`; its mean is the code.
         **kwargs: standard layer arguments.
+
+    Example:
+
+    >>> sampler = TwoStageSampler(second_vae.decoder)
+    >>> sampler.set_standardization(codes.mean(0), codes.std(0))
+    >>> z = sampler.sample(64)
     """
 
     def __init__(self, decoder: keras.Model, **kwargs):
@@ -173,16 +187,43 @@ class TwoStageSampler(keras.layers.Layer):
         self.decoder = decoder
         self.inner_dim = int(decoder.inputs[0].shape[-1])
         self.latent_dim = int(decoder.outputs[0].shape[-1])
+        self.shift = self.add_weight(
+            name="shift", shape=(self.latent_dim,), initializer="zeros", trainable=False
+        )
+        self.scale = self.add_weight(
+            name="scale", shape=(self.latent_dim,), initializer="ones", trainable=False
+        )
         self.built = True
+
+    def set_standardization(self, shift, scale) -> None:
+        """Sets the per-dimension `shift` and `scale` the codes were standardised with.
+
+        Raises:
+            ValueError: for arrays of another shape, or a scale that is not positive.
+        """
+        shift, scale = np.asarray(shift, np.float32), np.asarray(scale, np.float32)
+        d = self.latent_dim
+        if shift.shape != (d,) or scale.shape != (d,):
+            raise ValueError(
+                f"Codes of size {d} need a shift and a scale of shape {(d,)}. Received: "
+                f"{shift.shape} and {scale.shape}"
+            )
+        if not np.isfinite(shift).all() or not (np.isfinite(scale) & (scale > 0)).all():
+            raise ValueError("The shift must be finite and the scale positive and finite.")
+        self.shift.assign(shift)
+        self.scale.assign(scale)
 
     def sample(self, n, seed=None) -> tf.Tensor:
         """Draws `n` codes `(n, latent_dim)`; stateful random ops when `seed` is None."""
-        shape = tf.stack([n, self.inner_dim])
+        # u, and the noise of p(z|u), drawn at once: ancestral sampling of the second VAE.
+        shape = tf.stack([n, self.inner_dim + self.latent_dim])
         if seed is None:
-            u = tf.random.normal(shape)
+            noise = tf.random.normal(shape)
         else:
-            u = tf.random.stateless_normal(shape, seed=_seed_pair(seed))
-        return self.decoder(u).mean()
+            noise = tf.random.stateless_normal(shape, seed=_seed_pair(seed))
+        u, eps = noise[:, : self.inner_dim], noise[:, self.inner_dim :]
+        codes = self.decoder(u)
+        return (codes.mean() + codes.stddev() * eps) * self.scale + self.shift
 
     def get_config(self):
         return {

@@ -184,7 +184,8 @@ def _check_label_range(label, num_classes, source) -> None:
 
 def load_sampler(path, sampler: str | None = None):
     """Returns `sample(n, label=None) -> np.ndarray` for a `.keras` file (or a run folder
-    holding `model.keras`), a SavedModel folder or a `.tflite` file. A conditional model needs the `label` of the samples.
+    holding `model.keras`), a SavedModel folder or a `.tflite` file. A conditional
+    model needs the `label` of the samples.
 
     Args:
         path: the model file or folder.
@@ -202,7 +203,11 @@ def load_sampler(path, sampler: str | None = None):
     path = Path(path)
     if not path.exists():
         raise ValueError(f"No model at {str(path)!r}.")
-    if path.is_dir() and not (path / "saved_model.pb").exists() and (path / "model.keras").is_file():
+    if (
+        path.is_dir()
+        and not (path / "saved_model.pb").exists()
+        and (path / "model.keras").is_file()
+    ):
         path = path / "model.keras"  # a run folder
     if path.is_dir():
         signatures = saved_model_signatures(path)

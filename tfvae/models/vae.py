@@ -442,7 +442,8 @@ class VAE(Trainer):
         posterior). `"gmm"`: a Gaussian mixture of `num_components` full-covariance
         components (Ghosh et al. 2020). `"two_stage"`: a second VAE (MLP, 256-256
         units, Gaussian likelihood with a learned scale, latent of the same size)
-        trained on the codes for `epochs` epochs (Dai & Wipf 2019). See
+        trained on the standardised codes for `epochs` epochs, sampled ancestrally
+        (Dai & Wipf 2019). See
         `tfvae.samplers`; a VQ-VAE fits `"pixelcnn"` instead (`tfvae.code_prior`).
         A sampler fitted again replaces the previous one.
 
@@ -488,9 +489,12 @@ class VAE(Trainer):
             )
             layer.set_mixture(*samplers.fit_gaussian_mixture(codes, num_components, seed))
             return layer
-        return samplers.TwoStageSampler(
-            self._second_stage(codes, epochs, seed, verbose), name="two_stage_sampler"
-        )
+        # Standardised codes: the second VAE's likelihood scale starts at their spread.
+        shift, scale = codes.mean(0), np.maximum(codes.std(0), 1e-6)
+        decoder = self._second_stage((codes - shift) / scale, epochs, seed, verbose)
+        layer = samplers.TwoStageSampler(decoder, name="two_stage_sampler")
+        layer.set_standardization(shift, scale)
+        return layer
 
     def _attach_sampler(self, name: str, layer) -> None:
         """Adds a sampler layer to the built model (Keras locks a built layer's state;

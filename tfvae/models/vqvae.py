@@ -297,17 +297,10 @@ class VQVAE(VAE):
         return self.quantizer.lookup(self.draw_codes(n, seed, sampler))
 
     def _new_sampler(self, sampler, codes, num_components, epochs, seed, verbose):
-        """Trains a gated PixelCNN on the code grids `codes` (cross-entropy, Adam)."""
-        network = code_prior.gated_pixelcnn(self.latent_shape[:-1], self.quantizer.num_codes)
-        # Trained through a model that shares its layers, so that the saved prior carries
-        # no optimizer of its own.
-        trainer = keras.Model(network.inputs, network.outputs)
-        trainer.compile(
-            optimizer=keras.optimizers.Adam(1e-3),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        """A gated PixelCNN prior trained on the code grids `codes`."""
+        return code_prior.fit_code_prior(
+            codes, self.quantizer.num_codes, epochs=epochs, verbose=verbose, name="pixelcnn_sampler"
         )
-        trainer.fit(codes, codes, batch_size=128, epochs=epochs, verbose=verbose)
-        return code_prior.CodePrior(network, name="pixelcnn_sampler")
 
     def code_log_prob(self, x, batch_size: int = 500) -> np.ndarray:
         """log p(c(x)) under the fitted PixelCNN, of each example's codes, in nats.
@@ -319,7 +312,10 @@ class VQVAE(VAE):
         codes = self._codes(x, None, check_integer("batch_size", batch_size))
         prior = self.fitted_samplers["pixelcnn"]
         return np.concatenate(
-            [prior.log_prob(codes[i : i + batch_size]).numpy() for i in range(0, len(codes), batch_size)]
+            [
+                prior.log_prob(codes[i : i + batch_size]).numpy()
+                for i in range(0, len(codes), batch_size)
+            ]
         )
 
     def get_config(self):
