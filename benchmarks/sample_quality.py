@@ -191,7 +191,8 @@ def tables(rows: dict, floor: float, accuracy: float, header: str) -> str:
             )
     if "conditional" in rows:
         row = rows["conditional"][0]
-        per_class = " / ".join(f"{a:.3f}" for a in row["class_accuracy"])
+        accuracy = row["class_accuracy"]  # {class: accuracy}, keys as strings from JSON
+        per_class = " / ".join(f"{accuracy[c]:.3f}" for c in sorted(accuracy, key=int))
         lines += [
             "",
             f"Conditional VAE: the classifier's accuracy on samples of each class 0 to 9: "
