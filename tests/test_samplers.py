@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import math
 import re
 import shutil
@@ -200,6 +201,8 @@ def test_unknown_unfitted_and_foreign_samplers_are_refused(fitted, digits):
         vq.fit_sampler("gmm", digits[0])
     with pytest.raises(ValueError, match="was not fitted"):
         models.build("vqvae", (8, 8, 1), latent_dim=8, num_codes=16).code_log_prob(digits[1])
+    with pytest.raises(ValueError, match="VQVAE has no 'two_stage' sampler; .* pixelcnn"):
+        vq.sample(2, sampler="two_stage")
 
 
 def test_vqvae_samples_from_its_pixelcnn_and_has_a_likelihood(fitted, digits):
@@ -344,6 +347,22 @@ def test_fit_sampler_errors_are_one_line_and_keep_the_model(trained_run, flags, 
     assert digest(trained_run / "model.keras") == before
 
 
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        (["sample", "-n", 4, "--sampler", "pixelcnn"], "'pixelcnn' sampler was not fitted"),
+        (["sample", "-n", 4, "--sampler", "gmm"], "VQVAE has no 'gmm' sampler"),
+        (["evaluate", "--sampler", "prior"], "--sample-quality only"),
+    ],
+)
+def test_a_sampler_the_model_lacks_is_one_line(trained_run, command, words, tmp_path):
+    out = ["--out", tmp_path / "s.png"] if command[0] == "sample" else []
+    result = run_here(command[0], trained_run, *command[1:], *out)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and words in lines[0], result.stderr[-2000:]
+    assert not (tmp_path / "s.png").exists()
+
+
 def test_fit_sampler_then_sample_and_export(trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -354,6 +373,14 @@ def test_fit_sampler_then_sample_and_export(trained_run, tmp_path):
         out = tmp_path / f"{sampler}.png"
         result = run_here("sample", run, "-n", 8, "--out", out, "--sampler", sampler)
         assert result.returncode == 0 and out.stat().st_size > 0, result.stderr[-3000:]
+    result = run_here("evaluate", run, "--k", 10)  # the VQ-VAE now has a likelihood
+    assert result.returncode == 0 and "code NLL" in result.stdout, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    uniform = metrics["elbo"]
+    assert metrics["code_prior_elbo"] > uniform and metrics["code_nll"] > 0, metrics
+    assert metrics["code_prior_bits_per_dim"] == pytest.approx(
+        -metrics["code_prior_elbo"] / (64 * math.log(2)), rel=1e-6
+    )
     result = run_here("export", run, "--format", "tflite")
     assert result.returncode == 0, result.stderr[-3000:]
     lite = next(run.glob("*.tflite"))

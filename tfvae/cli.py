@@ -573,16 +573,16 @@ def _evaluate(args) -> int:
 
     source = _model_source(args.run)
     vae = loading.load_vae(source.model_path)
+    if args.sampler is not None:
+        vae.check_sampler(args.sampler)  # before the long measures, not after
+        if not args.sample_quality:
+            raise ValueError("--sampler applies to --sample-quality only.")
     dataset, batches = _run_data(source, args, args.split, batch_size=1000)
     pairs = list(batches.as_numpy_iterator())
     x = np.concatenate([p[0] for p in pairs])[: args.examples]
     y = np.concatenate([p[1] for p in pairs])[: args.examples]
     metrics = {"dataset": dataset, "split": args.split, "model": str(source.model_path)}
     metrics.update(evaluation.report(vae, x, labels=y, k=args.k))
-    if args.sampler is not None:
-        vae.check_sampler(args.sampler)  # before the long measures, not after
-        if not args.sample_quality:
-            raise ValueError("--sampler applies to --sample-quality only.")
     if args.sample_quality:
         metrics["sample_quality"] = _sample_quality(vae, dataset, args, len(x))
         _add_to_hparams_session(source, args.split, metrics["sample_quality"])

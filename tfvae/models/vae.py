@@ -416,6 +416,11 @@ class VAE(Trainer):
             raise ValueError(
                 f"Unknown sampler {sampler!r}. Expected one of: {', '.join(samplers.SAMPLERS)}."
             )
+        if sampler != "prior" and sampler not in self.fittable_samplers:
+            raise ValueError(
+                f"{type(self).__name__} has no {sampler!r} sampler; it samples from 'prior' "
+                f"or, once fitted, from: {', '.join(self.fittable_samplers)}."
+            )
         if sampler != "prior" and sampler not in self.fitted_samplers:
             fitted = ", ".join(self.fitted_samplers) or "none"
             raise ValueError(
