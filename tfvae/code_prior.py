@@ -43,6 +43,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.arguments import check_integer
+from tfvae.samplers import stateless_seed
 
 tfd = tfp.distributions
 
@@ -188,8 +189,7 @@ class CodePrior(keras.layers.Layer):
         if seed is None:
             uniform = tf.random.uniform(noise_shape, _TINY, 1.0)
         else:
-            pair = tf.constant([int(seed), 0], tf.int32)
-            uniform = tf.random.stateless_uniform(noise_shape, pair, _TINY, 1.0)
+            uniform = tf.random.stateless_uniform(noise_shape, stateless_seed(seed), _TINY, 1.0)
         gumbel = -tf.math.log(-tf.math.log(uniform))
         flat = tf.zeros(tf.stack([n, self.positions]), tf.int32)
 
@@ -274,8 +274,6 @@ def fit_code_prior(
             + (f", range [{codes.min()}, {codes.max()}]" if codes.size else "")
         )
     network = gated_pixelcnn(codes.shape[1:], num_codes, **network_kwargs)
-    prior = CodePrior(network, name=name)
-    network.trainable = True  # frozen by CodePrior; trained here, then frozen again
 
     def negative_log_prob(codes, logits):  # nats per grid, through TFP's Categorical
         grid = tfd.Independent(tfd.Categorical(logits=logits), len(network.inputs[0].shape) - 1)
@@ -300,5 +298,4 @@ def fit_code_prior(
         .prefetch(2)
     )
     trainer.fit(batches, epochs=check_integer("epochs", epochs), verbose=verbose, shuffle=False)
-    network.trainable = False
-    return prior
+    return CodePrior(network, name=name)  # which freezes the network

@@ -35,15 +35,26 @@ from tfvae.arguments import check_integer
 
 tfd = tfp.distributions
 
-__all__ = ["GaussianMixtureSampler", "TwoStageSampler", "fit_gaussian_mixture", "SAMPLERS"]
+__all__ = [
+    "GaussianMixtureSampler",
+    "TwoStageSampler",
+    "fit_gaussian_mixture",
+    "stateless_seed",
+    "SAMPLERS",
+]
 
 #: The samplers `VAE.sample` takes: the model's own prior, and the fitted ones
 #: (`"pixelcnn"`, a prior over a VQ-VAE's codes, is in `tfvae.code_prior`).
 SAMPLERS = choices.SAMPLERS
 
 
-def _seed_pair(seed) -> tf.Tensor:
-    return tf.constant([int(seed), 0], tf.int32)
+def stateless_seed(seed, stream: int = 0):
+    """An int seed as the stateless seed pair `[seed, stream]`, so the same int gives the
+    same draws (TFP treats a bare int as a stateful op seed, which draws anew on every
+    call); anything else (a seed tensor) is returned as it is."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return tf.constant([int(seed), stream], tf.int32)
+    return seed
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -119,7 +130,7 @@ class GaussianMixtureSampler(keras.layers.Layer):
     def sample(self, n, seed=None) -> tf.Tensor:
         """Draws `n` codes `(n, latent_dim)`; stateful random ops when `seed` is None."""
         if seed is not None:
-            return self.distribution().sample(n, seed=_seed_pair(seed))
+            return self.distribution().sample(n, seed=stateless_seed(seed))
         component = tf.random.categorical(self.logits[tf.newaxis], n, dtype=tf.int32)[0]
         noise = tf.random.normal(tf.stack([n, self.latent_dim]))
         scale = tf.gather(self.scale_tril, component)
@@ -220,7 +231,7 @@ class TwoStageSampler(keras.layers.Layer):
         if seed is None:
             noise = tf.random.normal(shape)
         else:
-            noise = tf.random.stateless_normal(shape, seed=_seed_pair(seed))
+            noise = tf.random.stateless_normal(shape, seed=stateless_seed(seed))
         u, eps = noise[:, : self.inner_dim], noise[:, self.inner_dim :]
         codes = self.decoder(u)
         return (codes.mean() + codes.stddev() * eps) * self.scale + self.shift

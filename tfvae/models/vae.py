@@ -66,14 +66,6 @@ def _tiled(t, k) -> tf.Tensor:
     return tf.tile(t, tf.concat([[k], tf.ones_like(tf.shape(t)[1:])], 0))
 
 
-def _stateless(seed, stream: int = 0):
-    """An int seed as TFP's stateless seed pair, so the same int gives the same draws
-    (TFP treats a bare int as a stateful op seed, which draws anew on every call)."""
-    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return tf.constant([int(seed), stream], tf.int32)
-    return seed
-
-
 def _central_point(posterior: tfd.Distribution) -> tf.Tensor:
     """The posterior mean, or for flows (no analytic mean) the flow of the base mean."""
     try:
@@ -376,7 +368,7 @@ class VAE(Trainer):
         """
         if seed is None:
             return self.prior.stateful_sample(n, encoder=self.encoder)
-        return self.prior_distribution().sample(n, seed=_stateless(seed))
+        return self.prior_distribution().sample(n, seed=samplers.stateless_seed(seed))
 
     #: The samplers `fit_sampler` fits to this model's latents.
     fittable_samplers: tuple[str, ...] = ("gmm", "two_stage")
@@ -544,7 +536,7 @@ class VAE(Trainer):
             seed=seed,
         )
         inner.compile(optimizer=keras.optimizers.Adam(1e-3))
-        inner.fit(codes.astype(np.float32), epochs=check_integer("epochs", epochs), verbose=verbose)
+        inner.fit(codes.astype(np.float32), epochs=epochs, verbose=verbose)
         return inner.decoder
 
     def sample(
@@ -578,7 +570,7 @@ class VAE(Trainer):
         likelihood = self._decode(z, self._label_batch(labels, n))
         if output == "mean":
             return likelihood.mean()
-        return tf.cast(likelihood.sample(seed=_stateless(seed, 1)), tf.float32)
+        return tf.cast(likelihood.sample(seed=samplers.stateless_seed(seed, 1)), tf.float32)
 
     def log_importance_weights(self, x, k: int, labels=None, seed=None) -> tf.Tensor:
         """Returns log p(x, z_i) - log q(z_i|x) for k draws z_i ~ q(z|x), shape `(k, batch)`.
@@ -600,7 +592,7 @@ class VAE(Trainer):
         self.require_density("log_importance_weights")
         x = self._checked(x)
         y = self._label_batch(labels, x)
-        return self._importance_sample(x, y, k, _stateless(seed)).log_weights
+        return self._importance_sample(x, y, k, samplers.stateless_seed(seed)).log_weights
 
     def require_density(self, what: str) -> None:
         """Raises a one-line ValueError when the model has no density p(x) for `what`."""
