@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         IndependentContinuousBernoulli,
         IndependentNormal,
         MultivariateNormalDiag,
+        OneHotCategorical,
     )
     from tfvae.models import (
         IWAE,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
         ConditionalVAE,
         FreeBitsVAE,
         HierarchicalVAE,
+        SemiSupervisedVAE,
     )
     from tfvae.priors import StandardNormal
 
@@ -90,12 +92,14 @@ _NAMES = {
     "FreeBitsVAE": "models",
     "IWAE": "models",
     "ConditionalVAE": "models",
+    "SemiSupervisedVAE": "models",
     "VQVAE": "models",
     "HierarchicalVAE": "models",
     "MultivariateNormalDiag": "layers",
     "IndependentBernoulli": "layers",
     "IndependentNormal": "layers",
     "IndependentContinuousBernoulli": "layers",
+    "OneHotCategorical": "layers",
     "StandardNormal": "priors",
 }
 
@@ -105,12 +109,14 @@ __all__ = [
     "FreeBitsVAE",
     "IWAE",
     "ConditionalVAE",
+    "SemiSupervisedVAE",
     "VQVAE",
     "HierarchicalVAE",
     "MultivariateNormalDiag",
     "IndependentBernoulli",
     "IndependentNormal",
     "IndependentContinuousBernoulli",
+    "OneHotCategorical",
     "StandardNormal",
     "arguments",
     "callbacks",

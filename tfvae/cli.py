@@ -538,6 +538,9 @@ def _print_report(metrics: dict, out: Path) -> None:
         error = metrics["log_likelihood_standard_error"] if key == "log_likelihood" else None
         shown = "n/a" if value is None else f"{value:.3f}"
         print(f"  {row:<18} {shown}" + (f" +- {error:.3f}" if error is not None else ""))
+    if "classification_error" in metrics:
+        print(f"  {'test error':<18} {metrics['classification_error']:.4f} (classifier q(y|x))")
+        print(f"  {'ELBO, no labels':<18} {metrics['elbo_without_labels']:.3f} (log p(x))")
     if "code_nll" in metrics:
         print(f"  {'code NLL, nats':<18} {metrics['code_nll']:.3f} (PixelCNN prior)")
         print(f"  {'ELBO with prior':<18} {metrics['code_prior_elbo']:.3f}")

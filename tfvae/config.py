@@ -52,6 +52,8 @@ class RunConfig:
         manual_dir, data_dir, offline: where TFDS finds or keeps it.
         binarize: `"none"`, `"dynamic"` or `"threshold"`.
         model, network, latent_dim, likelihood: the model (`tfvae.models.build`).
+        labels, label_seed, features: a semi-supervised run's labelled subset and
+            its M1 model (`tfvae.models.semi_supervised`).
         beta: the rate weight, or None for the model's default.
         model_options: the model's own options (`tfvae.models.registry`), such as
             `{"k": 10}` for `"iwae"`; the others take their registered defaults.
@@ -101,6 +103,21 @@ class RunConfig:
         "1; 4 for beta_vae, 0.25 for vqvae)",
     )
     model_options: dict[str, Any] = field(default_factory=dict)
+    labels: int | None = _setting(
+        None,
+        "model",
+        "count",
+        "semi_supervised: keep the labels of a class-balanced subset of this many training "
+        "examples, the rest unlabelled (default: all labelled)",
+    )
+    label_seed: int = _setting(0, "model", "integer", "semi_supervised: which examples keep labels")
+    features: str | None = _setting(
+        None,
+        "model",
+        "text",
+        "semi_supervised: a trained VAE (its run folder or .keras file) whose latents M2 "
+        "models: the stacked M1+M2",
+    )
     kl_schedule: str = _setting(
         "none", "model", "choice", "anneal beta from 0 to beta", ("none", *choices.SCHEDULES)
     )
@@ -182,6 +199,9 @@ class RunConfig:
                 f"Received: {type(self.model_options).__name__}"
             )
         self.model_spec_options()
+        for name in ("labels", "features"):
+            if getattr(self, name) is not None and self.model != "semi_supervised":
+                raise ValueError(f"`{name}` applies to `model` semi_supervised, not {self.model}.")
         if self.manual_dir is not None and not Path(self.manual_dir).is_dir():
             raise ValueError(f"`manual_dir` {self.manual_dir!r} does not exist or is not a folder.")
 

@@ -29,7 +29,16 @@ import tensorflow as tf
 from tfvae import choices
 from tfvae.arguments import check_integer
 
-__all__ = ["load", "load_arrays", "num_classes", "MANUAL_DIR_ENV", "DATA_DIR_ENV", "BINARIZATIONS"]
+__all__ = [
+    "load",
+    "load_arrays",
+    "labelled_subset",
+    "num_classes",
+    "num_examples",
+    "MANUAL_DIR_ENV",
+    "DATA_DIR_ENV",
+    "BINARIZATIONS",
+]
 
 #: Environment variable naming the folder of original data files (TFDS `manual_dir`).
 MANUAL_DIR_ENV = "TFVAE_MANUAL_DIR"
@@ -178,6 +187,77 @@ def _source(name, split, data_dir, manual_dir, offline) -> tuple[tf.data.Dataset
     return dataset.map(pick), _PIXEL_MAX.get(name, 255.0), size
 
 
+def labelled_subset(labels, num_labelled: int, seed: int = 0) -> np.ndarray:
+    """Keeps the labels of a class-balanced subset of `num_labelled` examples; -1 elsewhere.
+
+    Each class keeps `num_labelled // K` labels (the first `num_labelled % K` classes
+    one more), chosen at random by `seed`, as in Kingma et al. (2014), Table 1 (100,
+    600, 1000 or 3000 labels of MNIST).
+
+    Args:
+        labels: integer labels, `(n,)`, in [0, K).
+        num_labelled: how many to keep, from K up to n.
+        seed: which examples keep theirs.
+
+    Returns:
+        An int64 copy of `labels` with -1 ("no label") for all but the kept ones.
+
+    Raises:
+        ValueError: for labels that are not integers in [0, K), or a count below K,
+            above n, or above what a class holds.
+
+    Example:
+
+    >>> y_semi = labelled_subset(y_train, 100, seed=0)  # 10 labels per digit
+    >>> m2.fit(x_train, y_semi, epochs=50)
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or labels.size == 0:
+        raise ValueError(
+            f"`labels` must be a non-empty 1-D integer array. Received: dtype={labels.dtype}, "
+            f"shape={labels.shape}"
+        )
+    if labels.min() < 0:
+        raise ValueError(
+            f"`labels` must all be given (>= 0) to choose from. Received a minimum of {labels.min()}."
+        )
+    classes = np.unique(labels)
+    num_labelled = check_integer("num_labelled", num_labelled, len(classes))
+    if num_labelled > len(labels):
+        raise ValueError(
+            f"`num_labelled` must be at most the {len(labels)} examples. "
+            f"Received: num_labelled={num_labelled}"
+        )
+    rng = np.random.default_rng(seed)
+    per_class, extra = divmod(num_labelled, len(classes))
+    kept = []
+    for i, c in enumerate(classes):
+        members = np.flatnonzero(labels == c)
+        count = per_class + (i < extra)
+        if count > len(members):
+            raise ValueError(
+                f"Class {c} has {len(members)} examples, fewer than the {count} labels a "
+                f"class-balanced subset of {num_labelled} needs."
+            )
+        kept.append(rng.choice(members, count, replace=False))
+    out = np.full(labels.shape, -1, np.int64)
+    kept = np.concatenate(kept)
+    out[kept] = labels[kept]
+    return out
+
+
+def _with_labelled_subset(dataset, name, split, num_labelled, seed):
+    """`dataset` of (image, label) with -1 for the labels outside `labelled_subset`."""
+    if name == "digits":
+        labels = _digits(split)[1]
+    else:
+        labels = np.concatenate([y for _, y in dataset.batch(10_000).as_numpy_iterator()])
+    kept = tf.constant(labelled_subset(labels, num_labelled, seed))
+    return tf.data.Dataset.zip(dataset, tf.data.Dataset.from_tensor_slices(kept)).map(
+        lambda example, label: (example[0], label)
+    )
+
+
 def _check_options(batch_size, binarize):
     if binarize not in BINARIZATIONS:
         raise ValueError(
@@ -201,6 +281,8 @@ def load(
     offline: bool = False,
     seed: int | None = None,
     cache: bool = True,
+    num_labelled: int | None = None,
+    label_seed: int = 0,
 ) -> tf.data.Dataset:
     """Returns a batched, prefetched `tf.data` pipeline of images in [0, 1].
 
@@ -224,6 +306,10 @@ def load(
         seed: seed of the shuffling and the binarisation.
         cache: keep the decoded images in memory after the first pass (turn off when
             only a few batches will be read).
+        num_labelled: with `with_labels`, keep the labels of a class-balanced subset
+            of this many examples (chosen by `label_seed`) and give -1 for the others,
+            for semi-supervised training (`labelled_subset`); None keeps all.
+        label_seed: which examples keep their labels.
 
     Returns:
         A `tf.data.Dataset` of float32 batches `(batch, H, W, C)` (or `(batch, H*W*C)`).
@@ -238,6 +324,8 @@ def load(
     """
     _check_options(batch_size, binarize)
     dataset, pixel_max, size = _source(name, split, data_dir, manual_dir, offline)
+    if num_labelled is not None:
+        dataset = _with_labelled_subset(dataset, name, split, num_labelled, label_seed)
     if cache:
         dataset = dataset.cache()
     if shuffle if shuffle is not None else split.startswith("train"):
@@ -305,6 +393,27 @@ def load_arrays(
     x = (images[0] if len(images) == 1 else np.concatenate(images)).astype(np.float32)
     x /= pixel_max  # in place: no second copy
     return x, np.concatenate(labels)
+
+
+def num_examples(
+    name: str,
+    split: str = "train",
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    offline: bool = False,
+) -> int:
+    """Returns the number of examples of a split (as `load` and `load_arrays` give it).
+
+    Example:
+
+    >>> num_examples("mnist", "train")
+    60000
+    """
+    size = _source(name, split, data_dir, manual_dir, offline)[2]
+    if size < 0:
+        raise ValueError(f"The size of the split {split!r} of {name!r} is unknown.")
+    return size
 
 
 def num_classes(

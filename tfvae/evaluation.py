@@ -305,7 +305,10 @@ def report(vae, x, labels=None, k: int = 5000) -> dict:
         `bits_per_dim`, `k`), `active_units`, `latent_dim`, `kl_per_dimension`, and
         `not_measured`: {measure: why} for those the model has none of (None above);
         for a VQ-VAE with a fitted PixelCNN prior, `code_nll`, `code_prior_elbo` and
-        `code_prior_bits_per_dim` too (`code_prior_elbo`).
+        `code_prior_bits_per_dim` too (`code_prior_elbo`); for a model that
+        classifies (semi-supervised), `classification_error` and
+        `elbo_without_labels` (the bound on log p(x), y summed out; `elbo` is then
+        the bound on log p(x, y)).
 
     Example:
 
@@ -348,6 +351,12 @@ def report(vae, x, labels=None, k: int = 5000) -> dict:
             code_prior_elbo=bound.elbo,
             code_prior_bits_per_dim=bound.bits_per_dim,
         )
+    if vae.classifies and labels is not None:
+        metrics["classification_error"] = float(np.mean(vae.classify(x) != np.asarray(labels)))
+        hidden = np.full(len(x), -1, np.int64)
+        metrics["elbo_without_labels"] = vae.evaluate(
+            x, hidden, batch_size=500, verbose=0, return_dict=True
+        )["elbo"]
     try:
         metrics["active_units"] = active_units(vae, x, labels=labels)[0]
         metrics["kl_per_dimension"] = kl_per_dimension(vae, x, labels=labels).tolist()

@@ -32,6 +32,7 @@ __all__ = [
     "IndependentBernoulli",
     "IndependentNormal",
     "IndependentContinuousBernoulli",
+    "OneHotCategorical",
     "LIKELIHOODS",
     "likelihood_layer",
 ]
@@ -144,6 +145,56 @@ class MultivariateNormalDiag(DistributionLayer):
             "latent_dim": self.latent_dim,
             "min_scale": self.min_scale,
         }
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class OneHotCategorical(DistributionLayer):
+    """A categorical distribution over `num_classes` classes, from as many logits.
+
+    Ends a classifier q(y|x) (the semi-supervised VAE's). Samples are one-hot rows,
+    so the layer's output spec is `(batch, num_classes)` float32.
+
+    Args:
+        num_classes: number of classes, >= 2.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Returns (when called):
+        `tfd.OneHotCategorical` with batch shape `(batch,)` and event shape
+        `(num_classes,)`, float32.
+
+    Raises:
+        ValueError: if `num_classes < 2` or the logits' last axis is not `num_classes`.
+
+    Example:
+
+    >>> logits = keras.layers.Dense(OneHotCategorical.params_size(10))(h)
+    >>> q_y = OneHotCategorical(10)(logits)  # q_y.probs_parameter(): (batch, 10)
+    """
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = check_integer("num_classes", num_classes, 2)
+
+    @staticmethod
+    def params_size(num_classes: int) -> int:
+        """Number of logits: one per class."""
+        return int(num_classes)
+
+    def build(self, input_shape):
+        if input_shape[-1] is not None and input_shape[-1] != self.num_classes:
+            raise ValueError(
+                f"OneHotCategorical(num_classes={self.num_classes}) needs {self.num_classes} "
+                f"logits on the last axis. Received: input_shape={tuple(input_shape)}"
+            )
+
+    def make_distribution(self, params):
+        return tfd.OneHotCategorical(logits=params, dtype=tf.float32)
+
+    def sample_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.num_classes,)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
 
 
 class _IndependentLikelihood(DistributionLayer):

@@ -14,7 +14,12 @@ import keras
 
 from tfvae import choices
 from tfvae.arguments import check_integer
-from tfvae.layers import MultivariateNormalDiag, _event_shape_tuple, likelihood_layer
+from tfvae.layers import (
+    MultivariateNormalDiag,
+    OneHotCategorical,
+    _event_shape_tuple,
+    likelihood_layer,
+)
 
 __all__ = [
     "build_hierarchical",
@@ -23,6 +28,7 @@ __all__ = [
     "conv_encoder",
     "conv_decoder",
     "build",
+    "build_classifier",
     "NETWORKS",
     "POSTERIORS",
 ]
@@ -329,6 +335,57 @@ def build(
             conv_decoder(latent_dim, data_shape, likelihood=likelihood, num_classes=num_classes),
         )
     raise ValueError(f"Unknown network {network!r}. Expected one of: {', '.join(NETWORKS)}.")
+
+
+def build_classifier(
+    network: str,
+    data_shape: Sequence[int],
+    num_classes: int,
+    hidden_units: Sequence[int] = (500, 500),
+    name: str = "classifier",
+) -> keras.Model:
+    """Returns a classifier x -> q(y|x) ending in a `OneHotCategorical` layer.
+
+    `"mlp"`: dense layers of `hidden_units` (softplus, as Kingma et al. 2014) on the
+    flattened x. `"conv"`: the convolutional encoder's trunk (two 3x3 stride-2
+    convolutions of 32 and 64 channels), then one dense layer of `hidden_units[0]`.
+
+    Args:
+        network: `"mlp"` or `"conv"`.
+        data_shape: shape of one example.
+        num_classes: number of classes, >= 2.
+        hidden_units: sizes of the hidden dense layers.
+        name: the model's name.
+
+    Returns:
+        A functional `keras.Model` whose output is a `tfd.OneHotCategorical`.
+
+    Raises:
+        ValueError: for an unknown network, a bad shape or sizes.
+
+    Example:
+
+    >>> classifier = build_classifier("mlp", (28, 28, 1), 10)
+    >>> q_y = classifier(x)  # q_y.probs_parameter(): (batch, 10)
+    """
+    units = _positive_ints(hidden_units, "hidden_units")
+    num_classes = check_integer("num_classes", num_classes, 2)
+    if network not in NETWORKS:
+        raise ValueError(f"Unknown network {network!r}. Expected one of: {', '.join(NETWORKS)}.")
+    shape = _image_shape(data_shape) if network == "conv" else _event_shape_tuple(data_shape)
+    x = inputs = keras.Input(shape, name="x")
+    if network == "conv":
+        for i, channels in enumerate((32, 64)):
+            x = keras.layers.Conv2D(
+                channels, 3, strides=2, padding="same", activation="relu", name=f"conv_{i}"
+            )(x)
+        units = units[:1]
+    if len(x.shape) > 2:
+        x = keras.layers.Flatten(name="flatten")(x)
+    for i, size in enumerate(units):
+        x = keras.layers.Dense(size, activation="softplus", name=f"hidden_{i}")(x)
+    logits = keras.layers.Dense(OneHotCategorical.params_size(num_classes), name="logits")(x)
+    return keras.Model(inputs, OneHotCategorical(num_classes, name="q_y")(logits), name=name)
 
 
 def build_vq(

@@ -48,6 +48,7 @@ from tfvae import (
     evaluation,
     faults,
     fused,
+    loading,
     models,
     plots,
     scaling,
@@ -218,15 +219,21 @@ class _Run:
         )
         return data.load(c.dataset, split, **{**options, **kwargs})
 
+    def _labelled_subset(self) -> dict:
+        """`load`'s options for a semi-supervised run's training labels (-1 outside the subset)."""
+        c = self.config
+        return {} if c.labels is None else dict(num_labelled=c.labels, label_seed=c.label_seed)
+
     def epoch_data(self, epoch: int, skip: int = 0) -> tf.data.Dataset:
         """Epoch `epoch`'s batches, after the first `skip`: the order and binarisation
         noise depend on (seed, epoch) alone."""
-        train = self._load(self.config.split, seed=self.config.seed * 1_000_003 + epoch)
+        c = self.config
+        train = self._load(c.split, seed=c.seed * 1_000_003 + epoch, **self._labelled_subset())
         return train.skip(skip) if skip else train
 
     def _prepare_data(self) -> None:
         c = self.config
-        first_epoch = self._load(c.split)  # checks the split
+        first_epoch = self._load(c.split, **self._labelled_subset())  # checks the split
         self.validation = self._load(c.validation_split, seed=c.seed + 1)
         spec = first_epoch.element_spec[0] if self.conditional else first_epoch.element_spec
         self.data_shape = tuple(spec.shape[1:])
@@ -258,6 +265,8 @@ class _Run:
         options = c.model_spec_options()
         if self.conditional:
             options["num_classes"] = self.num_classes
+        if c.model == "semi_supervised":
+            options.update(self._semi_supervised_options())
         vae = models.build(
             c.model,
             self.data_shape,
@@ -274,6 +283,30 @@ class _Run:
             steps_per_execution=c.steps_per_execution or training.DEFAULT_STEPS_PER_EXECUTION,
         )
         return vae, {"epoch": 0, "step_in_epoch": 0, "history": {}}
+
+    def _semi_supervised_options(self) -> dict:
+        """The labelled fraction of the training split, and for M1+M2 the M1 model with
+        the latent dimensions it uses (active units over 1,000 training images)."""
+        c = self.config
+        source = dict(data_dir=c.data_dir, manual_dir=c.manual_dir, offline=c.offline)
+        size = data.num_examples(c.dataset, c.split, **source)
+        options = {"labelled_fraction": 1.0 if c.labels is None else c.labels / size}
+        if c.labels is not None and c.labels > size:
+            raise ValueError(
+                f"`labels` must be at most the {size} examples of {c.split!r}. Received: {c.labels}"
+            )
+        if c.features is not None:
+            m1 = loading.load_vae(c.features)
+            if m1.data_shape != self.data_shape or m1.is_conditional:
+                raise ValueError(
+                    f"`features` {c.features!r} must be an unconditional VAE of data shaped "
+                    f"{self.data_shape}. Received: {type(m1).__name__} of {m1.data_shape}"
+                )
+            x = next(self._load(c.split, batch_size=1000, cache=False).take(1).as_numpy_iterator())
+            _, variances = evaluation.active_units(m1, x[0] if isinstance(x, tuple) else x)
+            options["features"] = m1
+            options["feature_dims"] = np.flatnonzero(variances > 0.01).tolist() or None
+        return options
 
     def _write_config(self, vae, kl_target: float) -> None:
         """config.json: the settings and what they resolved to (written once, atomically)."""

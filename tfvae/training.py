@@ -104,6 +104,9 @@ class Trainer(keras.Model):
 
     #: Names of the per-example terms `loss_terms` returns, each tracked as a metric.
     term_names: tuple[str, ...] = ("loss",)
+    #: Terms averaged over some examples only: `{term: the term holding each example's
+    #: weight}` (a semi-supervised model's classification error, over labelled ones).
+    term_weights: dict[str, str] = {}
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -125,7 +128,8 @@ class Trainer(keras.Model):
 
     def _record(self, terms):
         for name, tracker in self._trackers.items():
-            tracker.update_state(terms[name])
+            weight = self.term_weights.get(name)
+            tracker.update_state(terms[name], None if weight is None else terms[weight])
         return self._metric_results()
 
     def _metric_results(self) -> dict[str, tf.Tensor]:

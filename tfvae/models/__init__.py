@@ -25,8 +25,10 @@ are required by conditional models (`is_conditional`) and refused by the others.
   log p(x | y). IWAE trains on it, `tfvae.evaluation` estimates log p(x) with it.
 * `posterior_tensors(x[, labels])` names q(z|x) as tensors (`latent` and the
   parameters), for the exported `encode` signature.
-* `is_conditional`, `has_density` and `latent_is_discrete` say what a model has; a
-  tool that cannot apply refuses in one line that gives the reason.
+* `classify(x)` gives the most probable class of each example, for a model with a
+  classifier q(y|x) (`classifies`: the semi-supervised VAE).
+* `is_conditional`, `has_density`, `latent_is_discrete` and `classifies` say what a
+  model has; a tool that cannot apply refuses in one line that gives the reason.
 
 The registry
 ============
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from tfvae.models.free_bits import FreeBitsVAE
     from tfvae.models.hierarchical import HierarchicalVAE
     from tfvae.models.iwae import IWAE
+    from tfvae.models.semi_supervised import SemiSupervisedVAE
     from tfvae.models.vae import VAE, ElboParts, ImportanceSample
     from tfvae.models.vqvae import VQVAE, VectorQuantizer
 
@@ -60,6 +63,7 @@ __all__ = [
     "FreeBitsVAE",
     "IWAE",
     "ConditionalVAE",
+    "SemiSupervisedVAE",
     "VQVAE",
     "HierarchicalVAE",
     "VectorQuantizer",
@@ -81,6 +85,7 @@ _CLASSES = {
     "FreeBitsVAE": "free_bits",
     "IWAE": "iwae",
     "ConditionalVAE": "conditional",
+    "SemiSupervisedVAE": "semi_supervised",
     "VQVAE": "vqvae",
     "VectorQuantizer": "vqvae",
     "HierarchicalVAE": "hierarchical",
@@ -119,7 +124,8 @@ def build(
 
     Args:
         name: a registered model (`MODELS`): `"vae"`, `"beta_vae"`, `"free_bits"`,
-            `"iwae"`, `"conditional"`, `"flow"`, `"mixture_prior"`, `"vamp_prior"`,
+            `"iwae"`, `"conditional"`, `"semi_supervised"`, `"flow"`, `"mixture_prior"`,
+            `"vamp_prior"`,
             `"vqvae"` (whose `latent_dim` is the size of each code vector) or
             `"hierarchical"` (layers of `latent_dim` and `latent_dim // 2`, at least 2).
         data_shape, network, latent_dim, likelihood: as in `tfvae.networks.build`.
@@ -127,7 +133,9 @@ def build(
         seed: seed of the posterior sampling.
         **options: the model's own settings, each with its registered default: `k`
             (iwae), `free_bits`, `num_components` (mixture_prior), `num_pseudo_inputs`
-            (vamp_prior), `num_codes` and `ema` (vqvae), `num_classes` (conditional).
+            (vamp_prior), `num_codes` and `ema` (vqvae), `num_classes` (conditional,
+            semi_supervised), `alpha`, `labelled_fraction`, `features` (an M1 VAE)
+            and `feature_dims` (semi_supervised).
 
     Returns:
         A `tfvae.VAE` (or subclass), not compiled.
@@ -144,7 +152,8 @@ def build(
     arguments = {}
     for key, value in options.items():
         option = model.option(key)
-        if option is None and not (model.conditional and key == "num_classes"):
+        from_data = (model.conditional and key == "num_classes") or key in model.data_options
+        if option is None and not from_data:
             takes = ", ".join(o.name for o in model.options) or "no options"
             raise ValueError(f"Model {name!r} does not take `{key}`; it takes: {takes}.")
         arguments[key] = option.check(value) if option is not None else value

@@ -75,6 +75,8 @@ class ModelSpec:
             another only in one component, such as the posterior, is a registration).
         beta: the default weight of the rate (or VQ-VAE's commitment cost).
         conditional: trained on `(x, label)` pairs; the builder takes `num_classes`.
+        data_options: other builder arguments that come from the data, not a flag
+            (the labelled fraction of a semi-supervised run, the M1 model of M1+M2).
     """
 
     name: str
@@ -84,6 +86,7 @@ class ModelSpec:
     fixed: dict = field(default_factory=dict)
     beta: float = 1.0
     conditional: bool = False
+    data_options: tuple[str, ...] = ()
 
     def load_builder(self):
         module, function = self.builder.split(":")
@@ -145,6 +148,13 @@ _FREE_BITS = Option(
 _COMPONENTS = Option("num_components", "count", 10, "components of the learned mixture prior")
 _PSEUDO_INPUTS = Option("num_pseudo_inputs", "count", 100, "learned pseudo-inputs of the VampPrior")
 _CODES = Option("num_codes", "count", 128, "codebook size K")
+_ALPHA = Option(
+    "alpha",
+    "nonnegative",
+    0.1,
+    "classifier weight alpha / N of Kingma et al. 2014 (0.1): each labelled example's "
+    "-log q(y|x) weighs alpha * N / N_labelled",
+)
 _EMA = Option("ema", "flag", False, "update the codebook by moving averages instead of gradients")
 
 register(
@@ -222,5 +232,15 @@ register(
         "hierarchical",
         "tfvae.models.hierarchical:build",
         "two stochastic layers, ladder-style inference (Sønderby et al. 2016)",
+    )
+)
+register(
+    ModelSpec(
+        "semi_supervised",
+        "tfvae.models.semi_supervised:build",
+        "M2: a classifier q(y|x) fills in missing labels (Kingma et al. 2014); M1+M2 on a VAE",
+        options=(_ALPHA,),
+        conditional=True,
+        data_options=("labelled_fraction", "features", "feature_dims"),
     )
 )

@@ -217,6 +217,8 @@ class VAE(Trainer):
     has_density: bool = True
     #: Whether the latent is a grid of discrete codes (VQ-VAE) rather than continuous.
     latent_is_discrete: bool = False
+    #: Whether the model has a classifier q(y|x) (`classify`; the semi-supervised VAE).
+    classifies: bool = False
 
     @property
     def data_support(self) -> tuple[float, float] | None:
@@ -699,11 +701,15 @@ class VAE(Trainer):
             },
         }
 
+    #: The config entries that are serialised layers (`from_config` rebuilds them).
+    _layer_config_keys: tuple[str, ...] = ("encoder", "decoder", "prior")
+
     @classmethod
     def from_config(cls, config):
         config = copy.deepcopy(config)  # Keras' deserialiser consumes nested dicts
-        for key in ("encoder", "decoder", "prior"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+        for key in cls._layer_config_keys:
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         config["samplers"] = {
             name: keras.saving.deserialize_keras_object(layer)
             for name, layer in (config.get("samplers") or {}).items()
