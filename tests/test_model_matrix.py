@@ -31,6 +31,11 @@ REFUSED = {
     ("vqvae", "log_likelihood"): "needs a density",
 }
 REFUSED.update({(name, "manifold"): "2-D latent" for name in models.MODELS if name != "vqvae"})
+#: The models that take labels (the conditional VAE and the semi-supervised M2).
+CONDITIONAL = {name for name in models.MODELS if models.registry.spec(name).conditional}
+REFUSED.update(
+    {(name, "analogies"): "takes no labels" for name in models.MODELS if name not in CONDITIONAL}
+)
 
 
 def assert_refused(result, words: str) -> None:
@@ -47,7 +52,8 @@ def runs(tmp_path_factory):
     folders = {}
     for name in models.MODELS:
         folder = root / name
-        own = ["--num-pseudo-inputs", 10] if name == "vamp_prior" else []
+        own = {"vamp_prior": ["--num-pseudo-inputs", 10], "semi_supervised": ["--labels", 100]}
+        own = own.get(name, [])
         flags = ["--epochs", 1, "--latent-dim", LATENT_DIM, "--batch-size", 64, *own]
         flags += ["--jit-compile", "off"]  # XLA per model is tested in test_models.py
         result = run_here("train", "--model", name, *flags, "--output-dir", folder)
@@ -68,13 +74,15 @@ def mosaic_size(count: int, columns: int) -> tuple[int, int]:
 
 def expected_png_size(name: str, what: str) -> tuple[int, int]:
     if what == "samples":
-        return mosaic_size(64, 10 if name == "conditional" else 8)
+        return mosaic_size(64, 10 if name in CONDITIONAL else 8)
     if what == "reconstructions":
         return mosaic_size(64, 8)  # 32 inputs and their 32 reconstructions
     if what == "interpolation":
         return mosaic_size(12, 12)
     if what == "traversal":
         return mosaic_size(LATENT_DIM * 9, 9)
+    if what == "analogies":  # 8 inputs, each beside its 10 classes
+        return mosaic_size(8 * 11, 11)
     return {"latent_map": (600, 600), "curves": (600, 800)}[what]
 
 
@@ -82,7 +90,8 @@ def expected_png_size(name: str, what: str) -> tuple[int, int]:
 @pytest.mark.parametrize("name", models.MODELS)
 def test_plot(runs, name, what, tmp_path):
     out = tmp_path / f"{what}.png"
-    label = ["--label", 3] if name == "conditional" and what != "reconstructions" else []
+    takes_label = name in CONDITIONAL and what not in ("reconstructions", "analogies")
+    label = ["--label", 3] if takes_label else []
     result = run_here("plot", runs[name], "--what", what, "--out", out, *label)
     if (name, what) in REFUSED:
         assert_refused(result, REFUSED[name, what])
@@ -108,7 +117,7 @@ def test_log_likelihood_is_above_the_elbo(runs, name):
     # log p(x) >= L_k >= ELBO in expectation; over 360 examples the gap is far above noise.
     assert metrics["log_likelihood"] > metrics["elbo"], metrics
     assert metrics["log_likelihood"] - metrics["elbo"] < 10, metrics
-    assert metrics["log_likelihood_of"] == ("log p(x | y)" if name == "conditional" else "log p(x)")
+    assert metrics["log_likelihood_of"] == ("log p(x | y)" if name in CONDITIONAL else "log p(x)")
 
 
 @pytest.mark.parametrize("name", models.MODELS)
@@ -120,7 +129,7 @@ def test_tensorboard_callbacks_wrote_images_and_latent_scalars(runs, name):
     latent.Reload()
     tags = set(latent.Tags()["tensors"])
     assert "beta" in tags
-    gaussian = name in ("vae", "beta_vae", "free_bits", "iwae", "conditional")
+    gaussian = name in ("vae", "beta_vae", "free_bits", "iwae", "conditional", "semi_supervised")
     assert ("active_units" in tags) == gaussian, tags
     assert ("kl_per_dimension" in tags) == gaussian, tags
 
@@ -159,7 +168,7 @@ def test_sample_quality(runs, name, test_digits, feature_network_of_digits):
     values = [quality[k] for k in ("fid", "kid", "precision", "recall", "fid_floor")]
     assert np.isfinite(values).all()
     assert quality["fid"] > quality["fid_floor"]  # one epoch of training is far from the data
-    assert ("mean_class_accuracy" in quality) == (name == "conditional")
+    assert ("mean_class_accuracy" in quality) == (name in CONDITIONAL)
 
 
 def model_inputs(vae, x, y):
@@ -252,12 +261,12 @@ def test_saved_model_and_litert_agree_with_keras(exported, name, test_digits):
 def test_sample_command(exported, runs, name, fmt, tmp_path):
     source = {"keras": "model.keras", "saved_model": "saved_model", "tflite": "model.tflite"}
     out = tmp_path / "grid.png"
-    label = ["--label", 3] if name == "conditional" else []
+    label = ["--label", 3] if name in CONDITIONAL else []
     result = run_here("sample", runs[name] / source[fmt], "-n", 16, "--out", out, *label)
     assert result.returncode == 0, result.stderr[-3000:]
     image = matplotlib.image.imread(out)
     assert image.shape[:2] == mosaic_size(16, 4) and image.std() > 0.01
-    if name == "conditional":  # without the label it needs, one line
+    if name in CONDITIONAL:  # without the label it needs, one line
         assert_refused(
             run_here("sample", runs[name] / source[fmt], "--out", tmp_path / "b.png"), "label"
         )
@@ -281,7 +290,7 @@ def test_fitted_sampler_in_every_tool(runs, name, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     vae = loading.load_vae(run)
     assert list(vae.fitted_samplers) == [sampler]
-    label = ["--label", 3] if name == "conditional" else []
+    label = ["--label", 3] if name in CONDITIONAL else []
     out = tmp_path / "grid.png"
     result = run_here("sample", run, "-n", 16, "--out", out, "--sampler", sampler, *label)
     assert result.returncode == 0, result.stderr[-3000:]

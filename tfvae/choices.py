@@ -32,6 +32,7 @@ PLOTS = (
     "traversal",
     "latent_map",
     "manifold",
+    "analogies",
     "curves",
 )
 #: Signatures of exported models (`tfvae.export`).

@@ -179,7 +179,8 @@ def _export_parser(commands) -> None:
         _export,
         "export a run's model to a SavedModel or a .tflite file",
         "Export RUN_DIR/model.keras (or a .keras file) to a SavedModel folder (signatures "
-        "encode, decode, sample, reconstruct) or a .tflite file (decode, sample).",
+        "encode, decode, sample, reconstruct; classify for semi_supervised) or a .tflite "
+        "file (decode, sample; classify).",
     )
     export.add_argument("run", metavar="RUN_DIR", help="a run folder, or a .keras file")
     export.add_argument("--format", choices=choices.EXPORT_FORMATS, required=True)

@@ -219,7 +219,8 @@ def labelled_subset(labels, num_labelled: int, seed: int = 0) -> np.ndarray:
         )
     if labels.min() < 0:
         raise ValueError(
-            f"`labels` must all be given (>= 0) to choose from. Received a minimum of {labels.min()}."
+            "`labels` must all be given (>= 0) to choose from. "
+            f"Received a minimum of {labels.min()}."
         )
     classes = np.unique(labels)
     num_labelled = check_integer("num_labelled", num_labelled, len(classes))

@@ -7,9 +7,10 @@ tensors out):
     decode(z)       -> mean, <parameters>    logits (Bernoulli kinds) or loc, scale (Gaussian)
     sample(n)       -> x                     n new prior samples through the decoder (means)
     reconstruct(x)  -> x                     decoder mean at the central latent
+    classify(x)     -> label, probabilities  q(y|x), for a model that classifies (M2)
 
 A conditional model's signatures take a `label` input too (int32: one per row, or
-one for all n samples).
+one for all n samples); `classify` takes x alone.
 
 `to_tflite` converts chosen signatures with builtin TFLite ops only: `sample` draws z
 with the stateful `tf.random.normal`, which becomes the builtin RANDOM_STANDARD_NORMAL
@@ -35,6 +36,7 @@ from tfvae.serving import saved_model_signatures
 
 __all__ = [
     "SIGNATURES",
+    "CLASSIFY_SIGNATURE",
     "QUANTIZATIONS",
     "export_saved_model",
     "to_tflite",
@@ -68,6 +70,8 @@ def sampler_signature(sampler: str | None) -> str:
 
 #: The per-sampler signatures a model with fitted samplers can have.
 SAMPLER_SIGNATURES = tuple(sampler_signature(s) for s in choices.SAMPLERS)
+#: The signature of a model that classifies (`vae.classifies`): x -> label, probabilities.
+CLASSIFY_SIGNATURE = "classify"
 
 
 def _check_signatures(signatures, available: Sequence[str]) -> tuple[str, ...]:
@@ -84,11 +88,13 @@ def _check_signatures(signatures, available: Sequence[str]) -> tuple[str, ...]:
 
 
 def _signatures_of(vae: VAE) -> tuple[str, ...]:
-    """Every signature `vae` can be exported with: the four, and `sample_<sampler>` for
-    the prior and each fitted sampler, once a sampler has been fitted."""
+    """Every signature `vae` can be exported with: the four, `classify` for a model that
+    classifies, and `sample_<sampler>` for the prior and each fitted sampler, once a
+    sampler has been fitted."""
+    found = SIGNATURES + ((CLASSIFY_SIGNATURE,) if vae.classifies else ())
     if not vae.fitted_samplers:
-        return SIGNATURES
-    return SIGNATURES + tuple(sampler_signature(s) for s in ("prior", *vae.fitted_samplers))
+        return found
+    return found + tuple(sampler_signature(s) for s in ("prior", *vae.fitted_samplers))
 
 
 def _endpoints(vae: VAE) -> dict:
@@ -139,8 +145,18 @@ def _endpoints(vae: VAE) -> dict:
     for sampler in ("prior", *vae.fitted_samplers):
         endpoints[sampler_signature(sampler)] = (sampling(sampler), [n_spec], one_label)
     if vae.is_conditional:
-        return {name: (f, specs + [label]) for name, (f, specs, label) in endpoints.items()}
-    return {name: (_one_input(f), specs) for name, (f, specs, _) in endpoints.items()}
+        found = {name: (f, specs + [label]) for name, (f, specs, label) in endpoints.items()}
+    else:
+        found = {name: (_one_input(f), specs) for name, (f, specs, _) in endpoints.items()}
+    if vae.classifies:
+
+        def classify(x):
+            probabilities = vae.classifier(vae._inputs(x)).probs_parameter()
+            label = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+            return {"label": label, "probabilities": probabilities}
+
+        found[CLASSIFY_SIGNATURE] = (classify, [x_spec])
+    return found
 
 
 def _one_input(function):
@@ -252,8 +268,9 @@ def to_tflite(
     Args:
         source: a trained `tfvae.VAE`, or the folder written by `export_saved_model`.
         path: the `.tflite` file to create.
-        signatures: which signatures to convert (default: `decode`, `sample` and
-            the `sample_<sampler>` signatures of fitted samplers).
+        signatures: which signatures to convert (default: `decode`, `sample`, the
+            `sample_<sampler>` signatures of fitted samplers, and `classify` for a
+            model that classifies).
         quantization: None (float32), `"float16"` (weights stored as float16) or
             `"dynamic_int8"` (weights stored as int8, dynamic-range quantisation).
         overwrite: replace an existing `path`.
@@ -291,14 +308,16 @@ def to_tflite(
         else:
             available = tuple(saved_model_signatures(source))
         if signatures is None:
-            signatures = [s for s in available if s == "decode" or s.startswith("sample")]
+            wanted = ("decode", CLASSIFY_SIGNATURE)
+            signatures = [s for s in available if s in wanted or s.startswith("sample")]
         if isinstance(source, VAE):
             signatures = _check_signatures(signatures, available)
             saved_model = Path(scratch) / "saved_model"
             _write_saved_model(source, saved_model, signatures)
         else:
             saved_model = Path(source)
-            signatures = _check_signatures(signatures, SIGNATURES + SAMPLER_SIGNATURES)
+            known = SIGNATURES + (CLASSIFY_SIGNATURE,) + SAMPLER_SIGNATURES
+            signatures = _check_signatures(signatures, known)
             missing = [s for s in signatures if s not in available]
             if missing:
                 raise ValueError(

@@ -1,9 +1,10 @@
 """PNG pictures of what a VAE does.
 
 Image mosaics (prior samples, reconstructions, interpolations, latent traversals, the 2-D
-manifold) are tiled and written with matplotlib (Agg), each pixel enlarged to a square
-of `scale` x `scale` pixels so small images stay legible. Charts (the latent map and the
-training curves) are matplotlib figures of a fixed size, `figsize` x 100 pixels.
+manifold, a conditional model's analogies) are tiled and written with matplotlib (Agg),
+each pixel enlarged to a square of `scale` x `scale` pixels so small images stay
+legible. Charts (the latent map and the training curves) are matplotlib figures of a
+fixed size, `figsize` x 100 pixels.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "plot_traversal",
     "plot_latent_map",
     "plot_manifold",
+    "plot_analogies",
     "plot_curves",
     "plot",
     "PLOTS",
@@ -244,6 +246,46 @@ def plot_manifold(vae, path, n: int = 15, span: float = 0.95, label=None) -> Pat
     return save_image_grid(as_images(decoded, vae.data_shape), path, columns=n)
 
 
+def plot_analogies(vae, x, path, labels=None, n: int = 8) -> Path:
+    """Writes "analogies": each row keeps the style z of one input and varies the class.
+
+    Row i is `x[i]`, then the decoder means of p(x | z_i, y) for y = 0 ... K-1, where
+    z_i is the central latent of q(z | x_i, y_i) (Kingma et al. 2014, Figure 1). The
+    label y_i is given, or, for a model that classifies, its own prediction.
+
+    Args:
+        vae: a conditional model (`ConditionalVAE` or `SemiSupervisedVAE`).
+        x: examples, at least one; the first `n` are used.
+        path: the PNG to write.
+        labels: the examples' classes (optional for a model that classifies).
+        n: rows.
+
+    Raises:
+        ValueError: for a model that takes no labels, or labels missing.
+
+    Example:
+
+    >>> tfvae.plots.plot_analogies(m2, x_test[:8], "analogies.png")
+    """
+    if not vae.is_conditional:
+        raise ValueError(
+            f"Analogies vary the label of a conditional model; {type(vae).__name__} takes "
+            "no labels."
+        )
+    x = np.asarray(x, np.float32)[:n]
+    if labels is None and vae.classifies:
+        labels = vae.classify(x)
+    labels = _labels_for(vae, labels, len(x))
+    z = _central_latents(vae, x, labels)
+    classes = np.arange(vae.num_classes)
+    rows = []
+    for image, code in zip(x, z):
+        decoded = _decode_means(vae, np.repeat(code[None], len(classes), 0), classes)
+        rows += [image[None], decoded]
+    images = as_images(np.concatenate(rows), vae.data_shape)
+    return save_image_grid(images, path, columns=vae.num_classes + 1)
+
+
 def _figure(figsize):
     import matplotlib
 
@@ -340,7 +382,8 @@ def plot(what: str, vae, path, x=None, labels=None, label: int | None = None) ->
         vae: a trained `tfvae.VAE`.
         path: the PNG to write.
         x, labels: examples and their labels, for the pictures of data
-            (`"reconstructions"`, `"interpolation"`, `"traversal"`, `"latent_map"`);
+            (`"reconstructions"`, `"interpolation"`, `"traversal"`, `"latent_map"`,
+            `"analogies"`);
             the interpolation runs from the first example to the first of another class.
         label: a conditional model's class held fixed (`"samples"`, `"interpolation"`,
             `"traversal"`, `"manifold"`); by default every class in turn for samples,
@@ -372,6 +415,8 @@ def plot(what: str, vae, path, x=None, labels=None, label: int | None = None) ->
         return plot_reconstructions(vae, x, path, labels=labels)
     if what == "latent_map":
         return plot_latent_map(vae, x, labels, path)
+    if what == "analogies":
+        return plot_analogies(vae, x, path, labels=labels)
     dims = range(min(vae.latent_dim, 10))
     if vae.is_conditional:  # one class throughout, the label held fixed
         ends, label = _one_class(x, labels, label, 2)

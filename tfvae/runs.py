@@ -57,6 +57,7 @@ from tfvae import (
 )
 from tfvae.config import RunConfig, read_config_file
 from tfvae.files import atomic_output
+from tfvae.models import semi_supervised
 
 __all__ = ["RunResult", "train_run", "FINISHED", "INTERRUPTED", "LOST_WORKER"]
 
@@ -233,6 +234,8 @@ class _Run:
 
     def _prepare_data(self) -> None:
         c = self.config
+        if c.labels is not None:
+            self._check_labels()
         first_epoch = self._load(c.split, **self._labelled_subset())  # checks the split
         self.validation = self._load(c.validation_split, seed=c.seed + 1)
         spec = first_epoch.element_spec[0] if self.conditional else first_epoch.element_spec
@@ -284,6 +287,17 @@ class _Run:
         )
         return vae, {"epoch": 0, "step_in_epoch": 0, "history": {}}
 
+    def _check_labels(self) -> None:
+        c = self.config
+        source = dict(data_dir=c.data_dir, manual_dir=c.manual_dir, offline=c.offline)
+        classes = data.num_classes(c.dataset, **source)
+        size = data.num_examples(c.dataset, c.split, **source)
+        if not classes or not classes <= c.labels <= size:
+            raise ValueError(
+                f"`labels` must be at least the {classes} classes and at most the {size} "
+                f"examples of {c.split!r} of {c.dataset!r}. Received: labels={c.labels}"
+            )
+
     def _semi_supervised_options(self) -> dict:
         """The labelled fraction of the training split, and for M1+M2 the M1 model with
         the latent dimensions it uses (active units over 1,000 training images)."""
@@ -291,10 +305,6 @@ class _Run:
         source = dict(data_dir=c.data_dir, manual_dir=c.manual_dir, offline=c.offline)
         size = data.num_examples(c.dataset, c.split, **source)
         options = {"labelled_fraction": 1.0 if c.labels is None else c.labels / size}
-        if c.labels is not None and c.labels > size:
-            raise ValueError(
-                f"`labels` must be at most the {size} examples of {c.split!r}. Received: {c.labels}"
-            )
         if c.features is not None:
             m1 = loading.load_vae(c.features)
             if m1.data_shape != self.data_shape or m1.is_conditional:
@@ -303,9 +313,9 @@ class _Run:
                     f"{self.data_shape}. Received: {type(m1).__name__} of {m1.data_shape}"
                 )
             x = next(self._load(c.split, batch_size=1000, cache=False).take(1).as_numpy_iterator())
-            _, variances = evaluation.active_units(m1, x[0] if isinstance(x, tuple) else x)
+            x = x[0] if isinstance(x, tuple) else x
             options["features"] = m1
-            options["feature_dims"] = np.flatnonzero(variances > 0.01).tolist() or None
+            options["feature_dims"] = semi_supervised.used_dimensions(m1, x)
         return options
 
     def _write_config(self, vae, kl_target: float) -> None:

@@ -135,6 +135,15 @@ class LiteRTModel:
         _check_label_range(label, outputs.get("num_classes"), self.path)
         return outputs["x"]
 
+    def classify(self, x) -> np.ndarray:
+        """Returns the most probable class of each row of `x`, int32 `(n,)`, from the
+        `classify` signature of a model that classifies (the semi-supervised VAE).
+
+        Raises:
+            ValueError: for a file without a `classify` signature.
+        """
+        return self.run("classify", x=np.asarray(x, np.float32))["label"]
+
     def decode(self, z, label=None) -> dict[str, np.ndarray]:
         """Returns the decoder outputs (`mean` and the likelihood's parameters) for `z`;
         a conditional model's file also needs one `label` per row."""

@@ -16,9 +16,9 @@ q(y|x)] with a = 0.1 N. Per example, as `fit` averages it, each labelled example
 cross-entropy then weighs `alpha = 0.1 N / N_labelled` (`paper_alpha`), which is how the
 authors' code weighs it. Label -1 marks an unlabelled example; both kinds share batches.
 
-The `elbo` metric is the bound itself: log p(x, y) >= L(x, y) + log p(y) for a labelled
-example, log p(x) >= -U(x) + log p(y) for an unlabelled one (`label_rate` holds
--log p(y), or KL(q(y|x) || p(y)) when y is summed out).
+The `elbo` metric is a bound itself: on log p(x | y) for a labelled example, L(x, y), the
+conditional VAE's (and `log_importance_weights`'); on log p(x) for an unlabelled one,
+-U(x) - log K, whose `label_rate` is KL(q(y|x) || p(y)) (0 for a labelled example).
 
 M1+M2 (the paper's stacked model): M2 is trained on the latents of a trained VAE, M1,
 which stays frozen (`features=`); classify, sample and decode still take and give
@@ -45,7 +45,7 @@ from tfvae.models.conditional import ConditionalVAE
 from tfvae.models.vae import VAE, _output_layer, _tiled
 from tfvae.validation import check_array
 
-__all__ = ["SemiSupervisedVAE", "paper_alpha", "build"]
+__all__ = ["SemiSupervisedVAE", "paper_alpha", "used_dimensions", "build"]
 
 #: The paper's alpha / N (Kingma et al. 2014, section 4.1: alpha = 0.1 N).
 PAPER_ALPHA_FRACTION = 0.1
@@ -74,6 +74,35 @@ def paper_alpha(num_examples: int, num_labelled: int, fraction: float = PAPER_AL
             f"Received: num_labelled={num_labelled}"
         )
     return check_number("fraction", fraction) * num_examples / num_labelled
+
+
+def used_dimensions(m1: VAE, x, threshold: float = 0.01) -> list[int]:
+    """The latent dimensions of M1 that carry information: those whose posterior mean
+    varies over `x` by more than `threshold` (the active units of Burda et al. 2016;
+    Kingma et al.'s code keeps a standard deviation above 0.1 over 1,000 images).
+
+    Args:
+        m1: a trained unconditional `tfvae.VAE` with a Gaussian posterior.
+        x: images, `(n, *m1.data_shape)`, n >= 2 (1,000 is plenty).
+        threshold: the variance above which a dimension is used.
+
+    Returns:
+        The used dimensions, in order (all of them if none passes).
+
+    Example:
+
+    >>> dims = used_dimensions(m1, x_train[:1000])
+    >>> m12 = tfvae.models.build("semi_supervised", (28, 28, 1), latent_dim=50,
+    ...                          features=m1, feature_dims=dims)
+    """
+    x = check_array(x, m1.data_shape, m1.data_support)
+    if len(x) < 2:
+        raise ValueError(f"`x` must hold at least 2 examples. Received: {len(x)}")
+    means = np.concatenate(
+        [m1.central_latent(x[i : i + 500]).numpy() for i in range(0, len(x), 500)]
+    )
+    used = np.flatnonzero(means.astype(np.float64).var(axis=0) > threshold).tolist()
+    return used or list(range(m1.latent_dim))
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -156,8 +185,10 @@ class SemiSupervisedVAE(ConditionalVAE):
         self.feature_dims = None if feature_dims is None else tuple(int(d) for d in feature_dims)
         super().__init__(encoder, decoder, num_classes, **kwargs)
         self.alpha = check_number("alpha", alpha)
-        if self.features is not None:
-            self.data_shape = self.features.data_shape  # the model still takes x
+        if self.features is not None:  # the model still takes and gives x
+            self.data_shape = self.features.data_shape
+            # p(x|z, y) ends in M1's likelihood (already tracked through M1: set plainly).
+            object.__setattr__(self, "likelihood", self.features.likelihood)
 
     @staticmethod
     def _check_features(features, feature_dims):
@@ -165,13 +196,7 @@ class SemiSupervisedVAE(ConditionalVAE):
             if feature_dims is not None:
                 raise ValueError("`feature_dims` needs `features` (the M1 model).")
             return None
-        if not isinstance(features, VAE) or not features.has_gaussian_posterior:
-            raise TypeError(
-                "`features` must be a trained tfvae.VAE with a Gaussian posterior (M1). "
-                f"Received: {type(features).__name__}"
-            )
-        if features.is_conditional:
-            raise ValueError("`features` must be an unconditional VAE (M1).")
+        _check_m1(features)
         if feature_dims is not None:
             dims = np.asarray(feature_dims)
             if dims.ndim != 1 or not len(dims) or dims.min() < 0:
@@ -193,11 +218,9 @@ class SemiSupervisedVAE(ConditionalVAE):
         """What the encoder and classifier take: x's shape, or M1's used latent dimensions."""
         return tuple(self.encoder.inputs[0].shape[1:])
 
-    @property
-    def data_support(self):
-        if self.features is not None:
-            return self.features.data_support
-        return super().data_support
+    _no_density_reason = (
+        "M1+M2 models M1's latents of x, not x (its `elbo` is a bound over those latents)"
+    )
 
     @property
     def has_density(self) -> bool:
@@ -330,10 +353,10 @@ class SemiSupervisedVAE(ConditionalVAE):
             tf.gather_nd(distortions, picked), tf.reduce_sum(tf.transpose(probs) * distortions, 0)
         )
         rate = either(tf.gather_nd(rates, picked), tf.reduce_sum(tf.transpose(probs) * rates, 0))
-        label_rate = either(tf.fill(tf.shape(labelled), log_k), kl_y)
-        loss = (
-            distortion + self.beta * rate + label_rate - log_k
-        ) + self.alpha * labelled * cross_entropy
+        label_rate = (1.0 - labelled) * kl_y
+        # -L(x, y) + alpha * CE when labelled; U(x) = sum_y q (-L) - H = ... + KL_y - log K.
+        loss = distortion + self.beta * rate + label_rate
+        loss += labelled * self.alpha * cross_entropy - (1.0 - labelled) * log_k
         return {
             "loss": loss,
             "distortion": distortion,
@@ -408,6 +431,7 @@ def build(
     `network` and `likelihood` say (those were M1's).
     """
     if features is not None:
+        _check_m1(features)
         size = features.latent_dim if feature_dims is None else len(feature_dims)
         data_shape, network, likelihood = (size,), "mlp", "gaussian_learned_scale"
     encoder, decoder = networks.build(
@@ -431,3 +455,13 @@ def _fraction(value) -> float:
     if not 0 < value <= 1:
         raise ValueError(f"`labelled_fraction` must lie in (0, 1]. Received: {value}")
     return value
+
+
+def _check_m1(features) -> None:
+    if not isinstance(features, VAE) or not features.has_gaussian_posterior:
+        raise TypeError(
+            "`features` must be a trained tfvae.VAE with a Gaussian posterior (M1). "
+            f"Received: {type(features).__name__}"
+        )
+    if features.is_conditional:
+        raise ValueError("`features` must be an unconditional VAE (M1).")

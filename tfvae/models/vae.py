@@ -601,9 +601,11 @@ class VAE(Trainer):
         if not self.has_density:
             raise ValueError(
                 f"{what} needs a density p(x); {type(self).__name__} has none to importance-"
-                "sample: its posterior is a point mass on codes (with a PixelCNN prior "
-                "fitted, its ELBO is the code-prior ELBO)."
+                f"sample: {self._no_density_reason}."
             )
+
+    #: Why a model without a density has none (for `require_density`'s message).
+    _no_density_reason = "it has no density p(x)"
 
     def _importance_sample(self, x, y, k, seed, training=False) -> ImportanceSample:
         """k draws from q(z|x) (k may be a tensor) and their log importance weights."""

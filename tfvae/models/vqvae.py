@@ -232,6 +232,10 @@ class VQVAE(VAE):
             "perplexity": tf.broadcast_to(perplexity, tf.shape(distortion)),
         }
 
+    _no_density_reason = (
+        "its posterior is a point mass on codes (with a PixelCNN prior fitted, its ELBO is "
+        "the code-prior ELBO)"
+    )
     has_density = False
     latent_is_discrete = True
 
