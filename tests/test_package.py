@@ -26,7 +26,7 @@ LAYERS = [
     {"faults", "fused", "training", "schedules"},
     # 3: the models
     {"models", "models.vae", "models.beta", "models.free_bits", "models.iwae"}
-    | {"models.conditional", "models.vqvae", "models.hierarchical"},
+    | {"models.conditional", "models.semi_supervised", "models.vqvae", "models.hierarchical"},
     # 4: tools that read a model
     {"evaluation", "plots", "loading", "feature_network", "sample_quality"},
     # 5: tools built on those

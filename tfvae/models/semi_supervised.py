@@ -137,7 +137,7 @@ class SemiSupervisedVAE(ConditionalVAE):
     Example:
 
     >>> m2 = tfvae.models.build("semi_supervised", (28, 28, 1), latent_dim=50,
-    ...                         alpha=tfvae.models.semi_supervised.paper_alpha(60000, 100))
+    ...                         labelled_fraction=100 / 60000)  # alpha = 0.1 N
     >>> m2.compile(); m2.fit(x_train, tfvae.data.labelled_subset(y_train, 100), epochs=50)
     >>> error = np.mean(m2.classify(x_test) != y_test)
     """
@@ -179,6 +179,13 @@ class SemiSupervisedVAE(ConditionalVAE):
                 f"The classifier must take inputs of shape {inputs}, as the encoder does. "
                 f"Received: {tuple(classifier.inputs[0].shape[1:])}"
             )
+        if features is not None:
+            size = features.latent_dim if feature_dims is None else len(feature_dims)
+            if inputs != (size,):
+                raise ValueError(
+                    f"With M1's latents as features the networks must take inputs of shape "
+                    f"({size},), the dimensions used. Received: {inputs}"
+                )
         # Set before the base class builds (and locks) the model, so they are tracked.
         self.classifier = classifier
         self.features = self._check_features(features, feature_dims)
