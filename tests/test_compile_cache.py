@@ -137,6 +137,7 @@ def test_a_second_run_reuses_the_one_program_the_first_compiled(first_run, cache
     assert second["loss"] == pytest.approx(first["loss"], rel=1e-6)
 
 
+@pytest.mark.slow  # long; CI runs it with -m slow
 def test_loading_an_entry_writes_none_of_tensorflows_noise_to_stderr(cache):
     # TensorFlow's C++ log lines, as a user sees them (no TF_CPP_MIN_LOG_LEVEL).
     noise = ("Error parsing text-format", "could lead to execution errors such as SIGILL")

@@ -278,7 +278,17 @@ def test_a_missing_model_is_one_line_for_every_command(tmp_path):
         assert_refused(result, "No model at")
 
 
-@pytest.mark.parametrize("name", models.MODELS)
+#: The cells of `test_fitted_sampler_in_every_tool` in the default run (the rest: -m slow).
+FAST_SAMPLER_CELLS = ("vae", "vqvae", "semi_supervised")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        n if n in FAST_SAMPLER_CELLS else pytest.param(n, marks=pytest.mark.slow)
+        for n in models.MODELS
+    ],
+)
 def test_fitted_sampler_in_every_tool(runs, name, tmp_path):
     """fit-sampler, then the sampler in `.keras`, `tfvae sample` and LiteRT."""
     import shutil

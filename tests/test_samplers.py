@@ -270,6 +270,7 @@ def lite_files(fitted, tmp_path_factory):
     }
 
 
+@pytest.mark.slow  # long; CI runs it with -m slow
 def test_exported_samplers_decode_what_they_draw(fitted, lite_files):
     vae, vq = fitted
     runner = serving.LiteRTModel(lite_files["vae"])
@@ -305,6 +306,7 @@ def tflite_ops(path) -> set[str]:
     return set(re.findall(r"Op#\d+ (\w+)", out.getvalue()))
 
 
+@pytest.mark.slow  # long; CI runs it with -m slow
 @pytest.mark.parametrize("which", ["vae", "vq"])
 def test_exported_samplers_draw_afresh_in_every_interpreter_with_builtin_ops(lite_files, which):
     first = serving.LiteRTModel(lite_files[which]).sample(4)

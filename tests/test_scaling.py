@@ -180,6 +180,7 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
     assert reports[0]["history"]["loss"][1] < reports[0]["history"]["loss"][0]
 
 
+@pytest.mark.slow  # long; CI runs it with -m slow
 def test_cli_trains_real_mnist_with_multi_worker_strategy(tmp_path, mnist_source):
     # TFDS's MNIST split is one file: TensorFlow's default sharding by file fails
     # with two workers; tfvae shards it by batch (scaling.sharded_by_batch).
@@ -215,6 +216,7 @@ def test_cli_multi_worker_with_bad_tf_config_is_a_one_line_error(monkeypatch, ca
     assert len(err.splitlines()) == 1 and "cluster.worker" in err
 
 
+@pytest.mark.slow  # long; CI runs it with -m slow
 def test_cli_resumes_a_mirrored_run_to_the_same_weights(tmp_path, digits):
     # A run under MirroredStrategy (one CPU: one replica, the distributed code path),
     # then the same run with its last epoch lost and resumed from the checkpoint.

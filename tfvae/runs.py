@@ -292,7 +292,9 @@ class _Run:
         source = dict(data_dir=c.data_dir, manual_dir=c.manual_dir, offline=c.offline)
         classes = data.num_classes(c.dataset, **source)
         size = data.num_examples(c.dataset, c.split, **source)
-        if not classes or not classes <= c.labels <= size:
+        if not classes:
+            raise ValueError(f"`labels` needs a labelled data set; {c.dataset!r} has no labels.")
+        if not classes <= c.labels <= size:
             raise ValueError(
                 f"`labels` must be at least the {classes} classes and at most the {size} "
                 f"examples of {c.split!r} of {c.dataset!r}. Received: labels={c.labels}"
