@@ -247,13 +247,22 @@ def labelled_subset(labels, num_labelled: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def _with_labelled_subset(dataset, name, split, num_labelled, seed):
-    """`dataset` of (image, label) with -1 for the labels outside `labelled_subset`."""
+@functools.lru_cache(maxsize=8)
+def _kept_labels(name, split, data_dir, manual_dir, offline, num_labelled, seed) -> np.ndarray:
+    """`labelled_subset` of a split's labels, read once a process (a run loads its
+    training split again every epoch, and reading MNIST's labels decodes every image)."""
     if name == "digits":
         labels = _digits(split)[1]
     else:
+        dataset = _source(name, split, data_dir, manual_dir, offline)[0]
         labels = np.concatenate([y for _, y in dataset.batch(10_000).as_numpy_iterator()])
-    kept = tf.constant(labelled_subset(labels, num_labelled, seed))
+    kept = labelled_subset(labels, num_labelled, seed)
+    kept.setflags(write=False)
+    return kept
+
+
+def _with_labelled_subset(dataset, kept: np.ndarray):
+    """`dataset` of (image, label) with the labels `kept` (-1 outside the subset)."""
     return tf.data.Dataset.zip(dataset, tf.data.Dataset.from_tensor_slices(kept)).map(
         lambda example, label: (example[0], label)
     )
@@ -326,7 +335,8 @@ def load(
     _check_options(batch_size, binarize)
     dataset, pixel_max, size = _source(name, split, data_dir, manual_dir, offline)
     if num_labelled is not None:
-        dataset = _with_labelled_subset(dataset, name, split, num_labelled, label_seed)
+        kept = _kept_labels(name, split, data_dir, manual_dir, offline, num_labelled, label_seed)
+        dataset = _with_labelled_subset(dataset, kept)
     if cache:
         dataset = dataset.cache()
     if shuffle if shuffle is not None else split.startswith("train"):
