@@ -244,6 +244,83 @@ def test_hierarchical_vae_reports_a_kl_per_layer_that_sums_to_the_rate(digits):
         tfvae.HierarchicalVAE(encoder, top_down[:1], decoder)
 
 
+def _gaussian_log_density(z, params):
+    loc, raw = np.split(params.astype(np.float64), 2, axis=-1)
+    scale = np.logaddexp(0.0, raw) + 1e-4  # softplus + the floor, as the model's layers
+    return (-0.5 * ((z - loc) / scale) ** 2 - np.log(scale) - 0.5 * np.log(2 * np.pi)).sum(-1)
+
+
+def test_two_layer_bottom_up_joint_importance_weights_match_a_direct_computation(digits):
+    # Burda et al.'s two-layer model: q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1).
+    x = (digits[1][:6] > 0.5).astype(np.float32)
+    encoder, top_down, decoder, bottom_up = tfvae.networks.build_stacked(
+        (8, 8, 1), latent_dims=(6, 3), hidden_units=(16, 8)
+    )
+    vae = tfvae.HierarchicalVAE(encoder, top_down, decoder, bottom_up, k=4, seed=0)
+    assert vae.inference == "bottom_up" and vae.latent_dims == (6, 3)
+    k, seed = 4, tf.constant([3, 7], tf.int32)
+    weights = vae._importance_sample(tf.constant(x), None, k, seed).log_weights.numpy()
+    assert weights.shape == (k, 6)
+
+    # The draws the same seed gives, then every density by hand in NumPy.
+    repeated = np.tile(x, (k, 1, 1, 1))
+    (_, _, z1), (_, _, z2) = vae._posteriors(tf.constant(repeated), seed=seed)
+    z1, z2 = z1.numpy().astype(np.float64), z2.numpy().astype(np.float64)
+    log_q1 = _gaussian_log_density(z1, encoder(repeated).numpy())
+    log_q2 = _gaussian_log_density(z2, bottom_up[0](z1.astype(np.float32)).numpy())
+    log_p2 = (-0.5 * z2**2 - 0.5 * np.log(2 * np.pi)).sum(-1)
+    log_p1 = _gaussian_log_density(z1, top_down[0](z2.astype(np.float32)).numpy())
+    logits = (
+        decoder.get_layer("params")(
+            decoder.get_layer("hidden_1")(decoder.get_layer("hidden_0")(z1.astype(np.float32)))
+        )
+        .numpy()
+        .astype(np.float64)
+    )
+    flat = repeated.reshape(len(repeated), -1)
+    log_px = (flat * logits - np.logaddexp(0.0, logits)).sum(-1)
+    direct = (log_px + log_p1 + log_p2 - log_q1 - log_q2).reshape(k, 6)
+    np.testing.assert_allclose(weights, direct, rtol=1e-4, atol=1e-3)
+
+    # The training loss is -L_k on those weights; L_1's terms are the ELBO's.
+    terms = vae.loss_terms(x)
+    bound = terms["iwae_bound"].numpy()
+    assert np.all(np.isfinite(bound)) and terms["loss"].numpy() == pytest.approx(-bound)
+    elbo = tfvae.HierarchicalVAE(encoder, top_down, decoder, bottom_up, seed=0)
+    parts = elbo.loss_terms(x)
+    assert "iwae_bound" not in parts
+    np.testing.assert_allclose(parts["kl_1"] + parts["kl_2"], parts["rate"], rtol=1e-5)
+    q2 = elbo._posteriors(tf.constant(x), seed=tf.constant([1, 2]))[1][0]
+    assert np.all(tfd.kl_divergence(q2, elbo._top_prior()).numpy() >= 0)
+
+
+def test_two_layer_iwae_trains_reloads_and_its_log_likelihood_is_above_its_bound(digits, tmp_path):
+    x_train, x_test = ((a > 0.5).astype(np.float32) for a in digits)
+    parts = tfvae.networks.build_stacked((8, 8, 1), latent_dims=(8, 4), hidden_units=(32, 16))
+    tfvae.networks.initialize_output_bias(parts[2], x_train)
+    vae = tfvae.HierarchicalVAE(*parts, k=5, seed=1)
+    vae.compile()
+    history = vae.fit(x_train, batch_size=64, epochs=4, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0], history["loss"]
+    assert {"iwae_bound", "kl_1", "kl_2"} <= set(history)
+    path = tmp_path / "stacked.keras"
+    vae.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert (loaded.inference, loaded.k, loaded.latent_dims) == ("bottom_up", 5, (8, 4))
+    for a, b in zip(vae.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    draws = loaded.encode(x_test[:3]).sample(seed=2)  # (z_1, z_2): the order of sampling
+    assert [tuple(z.shape) for z in draws] == [(3, 8), (3, 4)]
+    assert loaded.decode(draws).mean().shape == (3, 8, 8, 1)
+    estimate = tfvae.evaluation.importance_sampled_log_likelihood(loaded, x_test[:50], k=200)
+    bound = np.mean([vae.loss_terms(x_test[:50])["iwae_bound"].numpy().mean() for _ in range(5)])
+    assert estimate.nats > bound, (estimate.nats, bound)
+    with pytest.raises(ValueError, match=r"top_down\[0\] must map z of shape \(8,\)"):
+        tfvae.HierarchicalVAE(parts[0], parts[1], parts[2], [parts[1][0]])
+    with pytest.raises(ValueError, match="`k` must be"):
+        tfvae.HierarchicalVAE(*parts, k=0)
+
+
 def test_the_registry_is_what_build_and_the_cli_read():
     assert models.MODELS == tuple(models.registry.REGISTRY)
     for name, spec in models.registry.REGISTRY.items():

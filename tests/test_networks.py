@@ -80,3 +80,33 @@ def test_summary_lists_the_distribution_layer(capsys):
     networks.mlp_encoder((64,), latent_dim=3).summary(line_length=120)
     out = capsys.readouterr().out
     assert "posterior (MultivariateNormalDiag)" in out and "(None, 3)" in out
+
+
+def test_stacked_networks_are_burdas_two_layer_architecture():
+    encoder, top_down, decoder, bottom_up = networks.build_stacked((28, 28, 1))
+
+    def dense(model):
+        return [(d.units, d.activation.__name__) for d in model.layers if hasattr(d, "units")]
+
+    assert dense(encoder) == [(200, "tanh"), (200, "tanh"), (200, "linear")]  # q(z1|x): 2 x 100
+    assert dense(bottom_up[0]) == [(100, "tanh"), (100, "tanh"), (100, "linear")]  # q(z2|z1)
+    assert dense(top_down[0]) == [(100, "tanh"), (100, "tanh"), (200, "linear")]  # p(z1|z2)
+    assert dense(decoder) == [(200, "tanh"), (200, "tanh"), (784, "linear")]  # p(x|z1)
+    assert tuple(bottom_up[0].inputs[0].shape[1:]) == (100,)
+    assert tuple(top_down[0].inputs[0].shape[1:]) == (50,)
+    with pytest.raises(ValueError, match="two or more latent sizes"):
+        networks.build_stacked((28, 28, 1), latent_dims=(50,), hidden_units=(200,))
+
+
+def test_output_bias_starts_the_decoder_at_the_pixel_means(digits):
+    x = (digits[0] > 0.5).astype(np.float32)
+    decoder = networks.mlp_decoder(4, (8, 8, 1), (16,), activation="tanh")
+    networks.initialize_output_bias(decoder, x)
+    mean = np.clip(x.reshape(len(x), -1).mean(0), 1e-3, 1 - 1e-3)
+    bias = decoder.get_layer("params").bias.numpy()
+    np.testing.assert_allclose(1 / (1 + np.exp(-bias)), mean, rtol=1e-4)
+    gaussian = networks.mlp_decoder(4, (8, 8, 1), (16,), likelihood="gaussian")
+    with pytest.raises(ValueError, match="Bernoulli likelihood. Received layers"):
+        networks.initialize_output_bias(gaussian, x)
+    with pytest.raises(ValueError, match="Expected data with 64 values per example"):
+        networks.initialize_output_bias(decoder, np.zeros((5, 4, 4, 1)))

@@ -21,7 +21,7 @@ LAYERS = [
     {"_startup", "arguments", "choices", "compile_cache", "files", "models.registry", "config"},
     # 1: TensorFlow building blocks
     {"validation", "losses", "layers", "priors", "flows", "networks", "data", "scaling"}
-    | {"samplers", "code_prior"},
+    | {"samplers", "code_prior", "optimizers"},
     # 2: the trainer and what it stops or schedules
     {"faults", "fused", "training", "schedules"},
     # 3: the models

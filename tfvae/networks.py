@@ -11,10 +11,12 @@ import math
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 
 from tfvae import choices
 from tfvae.arguments import check_integer
 from tfvae.layers import (
+    IndependentBernoulli,
     MultivariateNormalDiag,
     OneHotCategorical,
     _event_shape_tuple,
@@ -23,6 +25,8 @@ from tfvae.layers import (
 
 __all__ = [
     "build_hierarchical",
+    "build_stacked",
+    "initialize_output_bias",
     "mlp_encoder",
     "mlp_decoder",
     "conv_encoder",
@@ -508,3 +512,118 @@ def build_hierarchical(
     out = keras.layers.Dense(math.prod(data_shape), name="params")(z)
     decoder = keras.Model(z_in, likelihood_layer(likelihood, data_shape)(out), name="decoder")
     return encoder, top_down, decoder
+
+
+def _dense_chain(x, units, depth, activation, prefix):
+    for i in range(depth):
+        x = keras.layers.Dense(units, activation, name=f"{prefix}_{i}")(x)
+    return x
+
+
+def build_stacked(
+    data_shape: Sequence[int],
+    latent_dims: Sequence[int] = (100, 50),
+    hidden_units: Sequence[int] = (200, 100),
+    depth: int = 2,
+    activation: str = "tanh",
+    likelihood: str = "bernoulli",
+) -> tuple[keras.Model, list[keras.Model], keras.Model, list[keras.Model]]:
+    """Returns `(encoder, top_down, decoder, bottom_up)` MLPs for bottom-up inference.
+
+    Burda et al.'s (2016) L-layer architecture: layer l's networks, in both
+    directions, are `depth` dense layers of `hidden_units[l]` units. With the defaults
+    (their two-layer model): q(z_1|x) x -> 200 -> 200 -> 100, q(z_2|z_1) 100 -> 100 ->
+    100 -> 50, p(z_1|z_2) 50 -> 100 -> 100 -> 100, p(x|z_1) 100 -> 200 -> 200 -> x, all tanh.
+    `HierarchicalVAE(*build_stacked(...))` is that model.
+
+    Args:
+        data_shape: shape of one example.
+        latent_dims: sizes of z_1 (bottom) ... z_L (top), L >= 2.
+        hidden_units: hidden size of each layer's networks, bottom first.
+        depth: dense layers in each network.
+        activation: their activation.
+        likelihood: name of the likelihood.
+
+    Returns:
+        `(encoder, top_down, decoder, bottom_up)`.
+
+    Raises:
+        ValueError: for fewer than two layers, or sizes that do not match.
+
+    Example:
+
+    >>> encoder, top_down, decoder, bottom_up = build_stacked((28, 28, 1))
+    >>> vae = tfvae.HierarchicalVAE(encoder, top_down, decoder, bottom_up, k=50)
+    """
+    data_shape = _event_shape_tuple(data_shape)
+    latent_dims = _positive_ints(latent_dims, "latent_dims")
+    hidden_units = _positive_ints(hidden_units, "hidden_units")
+    depth = check_integer("depth", depth)
+    if len(latent_dims) < 2 or len(hidden_units) != len(latent_dims):
+        raise ValueError(
+            "A stacked VAE needs two or more latent sizes and one hidden size per layer. "
+            f"Received: latent_dims={latent_dims}, hidden_units={hidden_units}"
+        )
+    x = inputs = keras.Input(data_shape, name="x")
+    x = _dense_chain(
+        keras.layers.Flatten(name="flatten")(x), hidden_units[0], depth, activation, "up"
+    )
+    encoder = keras.Model(
+        inputs, keras.layers.Dense(2 * latent_dims[0], name="q_params")(x), name="encoder"
+    )
+    bottom_up, top_down = [], []
+    for level in range(len(latent_dims) - 1):
+        size_below, size_above, units = (
+            latent_dims[level],
+            latent_dims[level + 1],
+            hidden_units[level + 1],
+        )
+        z = z_in = keras.Input((size_below,), name=f"z_{level + 1}")
+        z = _dense_chain(z, units, depth, activation, "hidden")
+        out = keras.layers.Dense(2 * size_above, name="q_params")(z)
+        bottom_up.append(keras.Model(z_in, out, name=f"bottom_up_{level + 1}"))
+        z = z_in = keras.Input((size_above,), name=f"z_{level + 2}")
+        z = _dense_chain(z, units, depth, activation, "hidden")
+        out = keras.layers.Dense(2 * size_below, name="p_params")(z)
+        top_down.append(keras.Model(z_in, out, name=f"top_down_{level + 1}"))
+    z = z_in = keras.Input((latent_dims[0],), name="z_1")
+    z = _dense_chain(z, hidden_units[0], depth, activation, "hidden")
+    out = keras.layers.Dense(math.prod(data_shape), name="params")(z)
+    decoder = keras.Model(z_in, likelihood_layer(likelihood, data_shape)(out), name="decoder")
+    return encoder, top_down, decoder, bottom_up
+
+
+def initialize_output_bias(decoder: keras.Model, x, clip: float = 1e-3) -> None:
+    """Sets a Bernoulli decoder's output bias to the logits of the pixels' training means.
+
+    The decoder then starts at the data's marginal, p(x_d = 1) = mean of x_d, as in
+    Burda et al. (2016): the means are clipped to [clip, 1 - clip] first.
+
+    Args:
+        decoder: a decoder ending in a `Dense` layer named `"params"` and a Bernoulli
+            likelihood (those `mlp_decoder`, `build_hierarchical` and `build_stacked` build).
+        x: training data, shape `(n, *data_shape)`, values in [0, 1].
+        clip: how far from 0 and 1 the means are kept.
+
+    Raises:
+        ValueError: for a decoder without that layer, a likelihood other than Bernoulli,
+            or data of another shape.
+
+    Example:
+
+    >>> initialize_output_bias(decoder, x_train)
+    """
+    names = [layer.name for layer in decoder.layers]
+    if "params" not in names or not isinstance(decoder.layers[-1], IndependentBernoulli):
+        raise ValueError(
+            "initialize_output_bias needs a decoder ending in a Dense layer 'params' and a "
+            f"Bernoulli likelihood. Received layers: {names}"
+        )
+    dense = decoder.get_layer("params")
+    mean = np.asarray(x, np.float64).reshape(len(x), -1).mean(axis=0)
+    if mean.shape != (dense.units,):
+        raise ValueError(
+            f"Expected data with {dense.units} values per example. Received: shape {np.shape(x)}"
+        )
+    mean = np.clip(mean, clip, 1 - clip)
+    dense.bias.assign(np.log(mean / (1 - mean)).astype(np.float32))

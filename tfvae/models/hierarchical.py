@@ -1,23 +1,34 @@
-"""A hierarchical VAE with L stochastic layers and ladder-style top-down inference.
+"""A hierarchical VAE with L stochastic layers: ladder-style or bottom-up inference.
 
 Generative model, top to bottom:
 
     p(z_L) = N(0, I),  p(z_l | z_{l+1}) = N(mu_l(z_{l+1}), sigma_l(z_{l+1})),  p(x | z_1)
 
-Inference: a deterministic bottom-up pass gives each layer an estimate (mu^_l, sigma^_l).
-A top-down pass then combines it with the generative prior of that layer, precision-weighted:
+Ladder inference (Sønderby et al. 2016; the default): a deterministic bottom-up pass
+gives each layer an estimate (mu^_l, sigma^_l). A top-down pass then combines it with
+the generative prior of that layer, precision-weighted:
 
     q(z_L | x) = N(mu^_L, sigma^_L)
     q(z_l | z_{l+1}, x) = N(mu_q, sigma_q),  sigma_q^-2 = sigma^_l^-2 + sigma_l^-2,
                                              mu_q = (mu^_l sigma^_l^-2 + mu_l sigma_l^-2) sigma_q^2
 
-    ELBO = E_q[log p(x|z_1)] - KL(q(z_L|x) || p(z_L))
-           - sum_{l<L} E_q[KL(q(z_l|.) || p(z_l|z_{l+1}))]
+Bottom-up inference (Burda et al. 2016; pass `bottom_up` networks): a Markov chain
+q(z_1 | x) q(z_2 | z_1) ... q(z_L | z_{L-1}), each layer sampled from the one below.
 
-Each KL is TFP's analytic Gaussian KL at the sampled z_{l+1}. They are reported as
-`kl_1` (bottom) ... `kl_L` (top), and `rate` is their sum.
+With k = 1 the training bound is the ELBO
+
+    ELBO = E_q[log p(x|z_1)] - sum_l E_q[log q(z_l | .) - log p(z_l | z_{l+1})]
+
+where each term is TFP's analytic Gaussian KL when its condition is sampled before it
+(every layer of ladder inference, the top layer of bottom-up inference), and the
+one-sample Monte-Carlo estimate otherwise. They are reported as `kl_1` (bottom) ...
+`kl_L` (top), and `rate` is their sum. With k > 1 it is Burda et al.'s bound on the
+joint importance weights w_i = p(x, z_1..L^(i)) / q(z_1..L^(i) | x):
+
+    L_k(x) = logsumexp_i log w_i - log k     (reported as `iwae_bound`)
 
 References:
+    Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance Weighted Autoencoders. ICLR.
     Sønderby, C. K. et al. (2016). Ladder Variational Autoencoders. NeurIPS.
 """
 
@@ -30,6 +41,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae import losses, networks
+from tfvae.arguments import check_integer
 from tfvae.models.vae import VAE, ImportanceSample, _check_functional, _tiled
 
 tfd = tfp.distributions
@@ -50,6 +62,16 @@ def _on_last_axis(model, z):
     return tf.reshape(flat, tf.concat([tf.shape(z)[:-1], [flat.shape[-1]]], 0))
 
 
+def _check_sizes(model, name, size_in, size_out):
+    wanted_in, wanted_out = (size_in,), (2 * size_out,)
+    got_in, got_out = tuple(model.inputs[0].shape[1:]), tuple(model.outputs[0].shape[1:])
+    if (got_in, got_out) != (wanted_in, wanted_out):
+        raise ValueError(
+            f"{name} must map z of shape {wanted_in} to {wanted_out} parameters. "
+            f"Received: {got_in} -> {got_out}"
+        )
+
+
 def _combine(estimate, prior):
     """The precision-weighted combination of two Gaussians given as (loc, scale)."""
     (mu_hat, sigma_hat), (mu_p, sigma_p) = estimate, prior
@@ -63,32 +85,56 @@ class HierarchicalVAE(VAE):
     """A VAE with stochastic layers z_1 (bottom) ... z_L (top), L >= 2.
 
     Args:
-        encoder: bottom-up functional model: x -> L tensors, the l-th holding
-            `2 * latent_dims[l]` parameters (loc, raw scale) of layer l's estimate.
+        encoder: for ladder inference, the bottom-up functional model x -> L tensors, the
+            l-th holding `2 * latent_dims[l]` parameters (loc, raw scale) of layer l's
+            estimate. For bottom-up inference, x -> the parameters of q(z_1 | x).
         top_down: L - 1 functional models; `top_down[l]` maps z_{l+1} (size
             `latent_dims[l + 1]`) to the `2 * latent_dims[l]` parameters of p(z_l | z_{l+1}).
         decoder: functional model z_1 -> p(x|z_1).
-        beta, seed: as in `VAE` (beta weights the whole rate).
+        bottom_up: None (ladder inference), or L - 1 functional models for bottom-up
+            inference: `bottom_up[l]` maps z_{l+1} to the parameters of q(z_{l+2} | z_{l+1}).
+        k: importance samples of the training bound (1: the ELBO; k > 1: L_k).
+        beta, seed: as in `VAE` (beta weights the whole rate of the ELBO; it does not
+            enter L_k).
 
     Raises:
-        ValueError: for fewer than two layers or networks whose sizes do not fit.
+        ValueError: for fewer than two layers, networks whose sizes do not fit, or
+            `k < 1`.
 
     Example:
 
     >>> encoder, top_down, decoder = tfvae.networks.build_hierarchical((28, 28, 1), (32, 16))
     >>> vae = HierarchicalVAE(encoder, top_down, decoder)
+    >>> parts = tfvae.networks.build_stacked((28, 28, 1), (100, 50), (200, 100))
+    >>> iwae = HierarchicalVAE(*parts, k=50)  # Burda et al.'s two-layer IWAE
     """
 
-    def __init__(self, encoder, top_down, decoder, prior=None, **kwargs):
+    def __init__(self, encoder, top_down, decoder, bottom_up=None, k=1, prior=None, **kwargs):
         _check_functional(encoder, "encoder")
         top_down = list(top_down)
         for i, model in enumerate(top_down):
             _check_functional(model, f"top_down[{i}]")
-        self.latent_dims = tuple(int(t.shape[-1]) // 2 for t in encoder.outputs)
+        self.k = check_integer("k", k)
+        if bottom_up is None:
+            self.bottom_up = None
+            self.latent_dims = tuple(int(t.shape[-1]) // 2 for t in encoder.outputs)
+        else:
+            self.bottom_up = list(bottom_up)
+            for i, model in enumerate(self.bottom_up):
+                _check_functional(model, f"bottom_up[{i}]")
+            if len(encoder.outputs) != 1:
+                raise ValueError(
+                    "With bottom-up inference the encoder gives the parameters of q(z_1 | x) "
+                    f"only: one output. Received: {len(encoder.outputs)} outputs"
+                )
+            self.latent_dims = (int(encoder.outputs[0].shape[-1]) // 2,) + tuple(
+                int(m.outputs[0].shape[-1]) // 2 for m in self.bottom_up
+            )
         if len(self.latent_dims) < 2:
             raise ValueError(
                 "A HierarchicalVAE needs two or more stochastic layers: an encoder with one "
-                f"output per layer. Received: {len(self.latent_dims)} output(s)."
+                "output per layer (ladder inference), or bottom-up networks. Received: "
+                f"{len(self.latent_dims)} layer(s)."
             )
         if len(top_down) != len(self.latent_dims) - 1:
             raise ValueError(
@@ -96,18 +142,21 @@ class HierarchicalVAE(VAE):
                 f"{len(self.latent_dims)} layers. Received: {len(top_down)}"
             )
         for i, model in enumerate(top_down):
-            wanted_in, wanted_out = (self.latent_dims[i + 1],), (2 * self.latent_dims[i],)
-            got_in, got_out = tuple(model.inputs[0].shape[1:]), tuple(model.outputs[0].shape[1:])
-            if (got_in, got_out) != (wanted_in, wanted_out):
-                raise ValueError(
-                    f"top_down[{i}] must map z of shape {wanted_in} to {wanted_out} parameters. "
-                    f"Received: {got_in} -> {got_out}"
-                )
+            _check_sizes(model, f"top_down[{i}]", self.latent_dims[i + 1], self.latent_dims[i])
+        for i, model in enumerate(self.bottom_up or ()):
+            _check_sizes(model, f"bottom_up[{i}]", self.latent_dims[i], self.latent_dims[i + 1])
         self.top_down = top_down  # set before the base class builds (and locks) the model
-        self.term_names = VAE.term_names + tuple(
-            f"kl_{i + 1}" for i in range(len(self.latent_dims))
+        self.term_names = (
+            VAE.term_names
+            + tuple(f"kl_{i + 1}" for i in range(len(self.latent_dims)))
+            + (("iwae_bound",) if self.k > 1 else ())
         )
         super().__init__(encoder, decoder, prior=prior, **kwargs)
+
+    @property
+    def inference(self) -> str:
+        """`"ladder"` or `"bottom_up"`."""
+        return "ladder" if self.bottom_up is None else "bottom_up"
 
     def _check_latent(self, encoder, decoder):
         bottom = self.latent_dims[0]
@@ -128,19 +177,31 @@ class HierarchicalVAE(VAE):
         return tfd.MultivariateNormalDiag(tf.zeros([size]), tf.ones([size]))
 
     def _posteriors(self, x, training=False, sample=True, seed=None):
-        """Runs inference top-down; returns [(q_l, p_l, z_l)] from bottom to top.
+        """Runs inference; returns [(q_l, p_l, z_l)] from bottom to top.
 
         Each z_l is a draw from q_l (`sample`, with one seed split over the layers)
-        or its mean.
+        or its mean; p_l is p(z_l | z_{l+1}) at the z_{l+1} taken (N(0, I) for the top).
         """
-        layers_count = len(self.latent_dims)
-        seeds = tfp.random.split_seed(seed, n=layers_count) if sample else [None] * layers_count
+        count = len(self.latent_dims)
+        seeds = tfp.random.split_seed(seed, n=count) if sample else [None] * count
         pick = (lambda q, s: q.sample(seed=s)) if sample else (lambda q, s: q.mean())  # noqa: E731
+        if self.bottom_up is not None:
+            q = tfd.MultivariateNormalDiag(*_gaussian_parts(self.encoder(x, training=training)))
+            posteriors, zs = [q], [pick(q, seeds[0])]
+            for level, model in enumerate(self.bottom_up):
+                parts = _gaussian_parts(model(zs[-1], training=training))
+                posteriors.append(tfd.MultivariateNormalDiag(*parts))
+                zs.append(pick(posteriors[-1], seeds[level + 1]))
+            priors = [
+                tfd.MultivariateNormalDiag(*_gaussian_parts(model(z, training=training)))
+                for model, z in zip(self.top_down, zs[1:])
+            ] + [self._top_prior()]
+            return list(zip(posteriors, priors, zs))
         estimates = [_gaussian_parts(p) for p in self.encoder(x, training=training)]
         q = tfd.MultivariateNormalDiag(*estimates[-1])
         z = pick(q, seeds[-1])
         layers = [(q, self._top_prior(), z)]
-        for level in reversed(range(layers_count - 1)):
+        for level in reversed(range(count - 1)):
             prior_parts = _gaussian_parts(self.top_down[level](z, training=training))
             p = tfd.MultivariateNormalDiag(*prior_parts)
             q = tfd.MultivariateNormalDiag(*_combine(estimates[level], prior_parts))
@@ -148,20 +209,49 @@ class HierarchicalVAE(VAE):
             layers.insert(0, (q, p, z))
         return layers
 
+    def _layer_rates(self, layers):
+        """Each layer's term of the rate, analytic where its condition is sampled first."""
+        if self.bottom_up is None:
+            return [losses.rate(q, p, z) for q, p, z in layers]
+        monte_carlo = [q.log_prob(z) - p.log_prob(z) for q, p, z in layers[:-1]]
+        return monte_carlo + [losses.rate(*layers[-1])]
+
     def loss_terms(self, x, y=None, training=False):
-        layers = self._posteriors(x, training=training, seed=self._posterior_seed(training))
-        distortion = losses.distortion(self.decoder(layers[0][2], training=training), x)
-        kls = [losses.rate(q, p, z) for q, p, z in layers]
-        terms = self.terms(distortion, tf.add_n(kls))
+        seed = self._posterior_seed(training)
+        if self.k > 1:
+            draws = self._joint_weights(x, self.k, seed, training)
+            bound = losses.importance_weighted_bound(draws["log_weights"])
+            kls = [-ratio[0] for ratio in draws["log_ratios"]]
+            terms = self.terms(-draws["log_likelihood"][0], tf.add_n(kls), loss=-bound)
+            terms["iwae_bound"] = bound
+        else:
+            layers = self._posteriors(x, training=training, seed=seed)
+            distortion = losses.distortion(self.decoder(layers[0][2], training=training), x)
+            kls = self._layer_rates(layers)
+            terms = self.terms(distortion, tf.add_n(kls))
         return {**terms, **{f"kl_{i + 1}": kl for i, kl in enumerate(kls)}}
 
     def _encode(self, x, y=None, training=False):
-        """The joint q(z_L, ..., z_1 | x) as a `tfd.JointDistributionCoroutine`, top first.
+        """The joint q(z_1..L | x) as a `tfd.JointDistributionCoroutine`.
 
-        Its samples are tuples `(z_L, ..., z_1)`; `decode` takes one (it reads z_1).
+        Its samples are tuples in the order of sampling: `(z_L, ..., z_1)` for ladder
+        inference, `(z_1, ..., z_L)` for bottom-up inference; `decode` takes either.
         """
-        estimates = [_gaussian_parts(p) for p in self.encoder(x, training=training)]
         top = len(self.latent_dims)
+        if self.bottom_up is not None:
+            first = _gaussian_parts(self.encoder(x, training=training))
+
+            def chain():
+                z = yield tfd.JointDistributionCoroutine.Root(
+                    tfd.MultivariateNormalDiag(*first, name="z_1")
+                )
+                for level, model in enumerate(self.bottom_up):
+                    z = yield tfd.MultivariateNormalDiag(
+                        *_gaussian_parts(_on_last_axis(model, z)), name=f"z_{level + 2}"
+                    )
+
+            return tfd.JointDistributionCoroutine(chain)
+        estimates = [_gaussian_parts(p) for p in self.encoder(x, training=training)]
 
         def layers():
             z = yield tfd.JointDistributionCoroutine.Root(
@@ -180,10 +270,9 @@ class HierarchicalVAE(VAE):
         return self._posteriors(x, training=training, sample=False)[0][2]
 
     def decode(self, z, labels=None):
-        """Returns p(x|z_1) for z_1 `(batch, latent_dims[0])`, or a sample `(z_L, ..., z_1)`
-        of `encode(x)`."""
+        """Returns p(x|z_1) for z_1 `(batch, latent_dims[0])`, or a sample of `encode(x)`."""
         if isinstance(z, (list, tuple)):
-            z = z[-1]
+            z = z[0] if self.bottom_up is not None else z[-1]
         return super().decode(z, labels)
 
     def posterior_tensors(self, x, y=None):
@@ -194,19 +283,26 @@ class HierarchicalVAE(VAE):
             tensors[f"loc_{i + 1}"], tensors[f"scale_{i + 1}"] = q.mean(), q.stddev()
         return tensors
 
-    def _importance_sample(self, x, y, k, seed, training=False):
-        """Weights log p(x|z_1) + sum_l [log p(z_l|z_l+1) - log q(z_l|.)] of the joint."""
-        batch, repeated = tf.shape(x)[0], _tiled(x, k)
+    def _joint_weights(self, x, k, seed, training=False):
+        """k draws of every layer per example, as `(k, batch)` tensors: `log_weights`
+        log p(x|z_1) + sum_l [log p(z_l|z_l+1) - log q(z_l|.)], `log_likelihood`
+        log p(x|z_1), and `log_ratios` (one per layer) log p(z_l|.) - log q(z_l|.)."""
+        shape = tf.stack([k, tf.shape(x)[0]])
+        repeated = _tiled(x, k)
         layers = self._posteriors(repeated, training=training, seed=seed)
         log_likelihood = self.decoder(layers[0][2], training=training).log_prob(repeated)
-        log_ratio = tf.add_n([p.log_prob(z) - q.log_prob(z) for q, p, z in layers])
-        shape = tf.stack([k, batch])
-        return ImportanceSample(
-            tf.reshape(log_likelihood + log_ratio, shape),
-            tf.reshape(log_likelihood, shape),
-            None,
-            None,
-        )
+        ratios = [tf.reshape(p.log_prob(z) - q.log_prob(z), shape) for q, p, z in layers]
+        log_likelihood = tf.reshape(log_likelihood, shape)
+        return {
+            "log_weights": log_likelihood + tf.add_n(ratios),
+            "log_likelihood": log_likelihood,
+            "log_ratios": ratios,
+        }
+
+    def _importance_sample(self, x, y, k, seed, training=False):
+        """The joint importance weights (`_joint_weights`) as an `ImportanceSample`."""
+        draws = self._joint_weights(x, k, seed, training)
+        return ImportanceSample(draws["log_weights"], draws["log_likelihood"], None, None)
 
     def _ancestral(self, n, noise):
         z = noise(n, self.latent_dims[-1])
@@ -227,12 +323,20 @@ class HierarchicalVAE(VAE):
     def get_config(self):
         config = super().get_config()
         config["top_down"] = [keras.saving.serialize_keras_object(m) for m in self.top_down]
+        config["bottom_up"] = (
+            None
+            if self.bottom_up is None
+            else [keras.saving.serialize_keras_object(m) for m in self.bottom_up]
+        )
+        config["k"] = self.k
         return config
 
     @classmethod
     def from_config(cls, config):
         config = copy.deepcopy(config)
-        config["top_down"] = [keras.saving.deserialize_keras_object(m) for m in config["top_down"]]
+        for key in ("top_down", "bottom_up"):
+            if config.get(key) is not None:
+                config[key] = [keras.saving.deserialize_keras_object(m) for m in config[key]]
         return super().from_config(config)
 
 
