@@ -126,3 +126,22 @@ def test_likelihood_layer_by_name():
 def test_distribution_layers_keep_float32_under_a_float16_input():
     q = layers.MultivariateNormalDiag(2)(tf.zeros((3, 4), tf.float16))
     assert q.dtype == tf.float32
+
+
+def test_gated_dense_is_a_linear_layer_times_a_sigmoid_gate_and_round_trips(tmp_path):
+    import tfvae
+
+    x = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
+    inputs = keras.Input((7,))
+    model = keras.Model(inputs, tfvae.layers.GatedDense(3, name="gated")(inputs))
+    layer = model.get_layer("gated")
+    linear = x @ layer.linear.kernel.numpy() + layer.linear.bias.numpy()
+    gate = 1 / (1 + np.exp(-(x @ layer.gate.kernel.numpy() + layer.gate.bias.numpy())))
+    np.testing.assert_allclose(model(x).numpy(), linear * gate, rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "gated.keras")
+    loaded = keras.models.load_model(tmp_path / "gated.keras", safe_mode=True)
+    np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
+    encoder = tfvae.networks.mlp_encoder((7,), 2, (4, 4), activation="gated")
+    assert [type(l).__name__ for l in encoder.layers].count("GatedDense") == 2  # noqa: E741
+    with pytest.raises(ValueError, match="`units` must be an integer >= 1"):
+        tfvae.layers.GatedDense(0)

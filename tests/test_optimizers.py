@@ -72,3 +72,18 @@ def test_bad_schedule_settings_are_refused_in_one_line(kwargs, message):
         BurdaSchedule(**kwargs)
     with pytest.raises(ValueError, match="`batch_size` must be"):
         burda_adam(10, batch_size=0)
+
+
+def test_normalized_adam_steps_as_adam_on_the_unit_gradient():
+    from tfvae.optimizers import NormalizedAdam
+
+    gradient = np.array([3.0, -4.0], np.float32)  # norm 5
+    ours, reference = keras.Variable([1.0, 1.0]), keras.Variable([1.0, 1.0])
+    normalized, plain = NormalizedAdam(0.1), keras.optimizers.Adam(0.1)
+    for scale in (1.0, 10.0, 0.01):  # the gradient's scale never matters
+        normalized.apply_gradients([(gradient * scale, ours)])
+        plain.apply_gradients([(gradient / 5.0, reference)])
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), rtol=1e-5)
+    original = NormalizedAdam(5e-4, name="normalized")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(original))
+    assert isinstance(restored, NormalizedAdam) and restored.get_config() == original.get_config()

@@ -33,6 +33,7 @@ __all__ = [
     "IndependentNormal",
     "IndependentContinuousBernoulli",
     "OneHotCategorical",
+    "GatedDense",
     "LIKELIHOODS",
     "likelihood_layer",
 ]
@@ -393,3 +394,42 @@ def likelihood_layer(name: str, event_shape: Sequence[int]) -> _IndependentLikel
             f"Unknown likelihood {name!r}. Expected one of: {', '.join(sorted(LIKELIHOODS))}."
         )
     return LIKELIHOODS[name](event_shape)
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class GatedDense(keras.layers.Layer):
+    """A gated dense layer: (x W + b) * sigmoid(x V + c) (Dauphin et al. 2017).
+
+    The hidden layer of Tomczak & Welling's (2018) VampPrior networks
+    (`activation="gated"` in `tfvae.networks.mlp_encoder` and `mlp_decoder`).
+
+    Args:
+        units: output size, >= 1.
+
+    Raises:
+        ValueError: if `units < 1`.
+
+    Example:
+
+    >>> h = GatedDense(300)(x)  # (batch, 300)
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_integer("units", units)
+        self.linear = keras.layers.Dense(self.units, name="linear")
+        self.gate = keras.layers.Dense(self.units, activation="sigmoid", name="gate")
+
+    def build(self, input_shape):
+        self.linear.build(input_shape)
+        self.gate.build(input_shape)
+        self.built = True
+
+    def call(self, x):
+        return self.linear(x) * self.gate(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}

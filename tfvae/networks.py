@@ -16,6 +16,7 @@ import numpy as np
 from tfvae import choices
 from tfvae.arguments import check_integer
 from tfvae.layers import (
+    GatedDense,
     IndependentBernoulli,
     MultivariateNormalDiag,
     OneHotCategorical,
@@ -81,6 +82,13 @@ def _posterior(features, latent_dim: int, posterior: str):
     return MultivariateNormalDiag(latent_dim, name="posterior")(params)
 
 
+def _hidden(units: int, activation: str, name: str) -> keras.layers.Layer:
+    """A hidden layer: `Dense(units, activation)`, or `GatedDense(units)` for "gated"."""
+    if activation == "gated":
+        return GatedDense(units, name=name)
+    return keras.layers.Dense(units, activation=activation, name=name)
+
+
 def _label_input(num_classes):
     if num_classes is None:
         return None
@@ -113,7 +121,8 @@ def mlp_encoder(
         input_shape: shape of one example, such as `(784,)` or `(28, 28, 1)`.
         latent_dim: size of z.
         hidden_units: sizes of the hidden `Dense` layers.
-        activation: their activation.
+        activation: their activation (a Keras name), or `"gated"` for `GatedDense`
+            layers (Tomczak & Welling 2018).
         name: the model's name.
         num_classes: for a conditional VAE, the number of classes: the model then takes
             `[x, label]`, the label one-hot, and concatenates it to the flattened x.
@@ -139,7 +148,7 @@ def mlp_encoder(
         x = keras.layers.Flatten(name="flatten")(x)
     x = _with_label(x, label)
     for i, units in enumerate(_positive_ints(hidden_units, "hidden_units")):
-        x = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(x)
+        x = _hidden(units, activation, f"hidden_{i}")(x)
     return _model(inputs, label, _posterior(x, latent_dim, posterior), name)
 
 
@@ -160,7 +169,7 @@ def mlp_decoder(
         hidden_units: sizes of the hidden `Dense` layers.
         likelihood: `"bernoulli"`, `"continuous_bernoulli"`, `"gaussian"` or
             `"gaussian_learned_scale"`.
-        activation: activation of the hidden layers.
+        activation: activation of the hidden layers, or `"gated"` for `GatedDense`.
         name: the model's name.
         num_classes: for a conditional VAE: the model takes `[z, label]` (one-hot).
 
@@ -180,7 +189,7 @@ def mlp_decoder(
     label = _label_input(num_classes)
     z = _with_label(z, label)
     for i, units in enumerate(_positive_ints(hidden_units, "hidden_units")):
-        z = keras.layers.Dense(units, activation=activation, name=f"hidden_{i}")(z)
+        z = _hidden(units, activation, f"hidden_{i}")(z)
     params = keras.layers.Dense(math.prod(output_shape), name="params")(z)
     return _model(inputs, label, likelihood_out(params), name)
 

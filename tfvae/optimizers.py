@@ -1,5 +1,8 @@
 """Optimisers and learning-rate schedules of published training protocols.
 
+Tomczak & Welling (2018) train with Adam on gradients normalised to unit L2 norm,
+each variable's separately, `g / (||g||_2 + 1e-7)` (`NormalizedAdam`).
+
 Burda et al. (2016) train every model for 3,280 passes over the data, in 8 stages:
 stage i = 0, ..., 7 lasts 3^i epochs at the learning rate
 
@@ -16,6 +19,8 @@ One difference stays: the authors' Adam starts its second moments at 1, Keras' a
 References:
     Burda, Y., Grosse, R. & Salakhutdinov, R. (2016). Importance Weighted Autoencoders.
         ICLR. Section 5 and the authors' code (github.com/yburda/iwae, experiments.py).
+    Tomczak, J. M. & Welling, M. (2018). VAE with a VampPrior. AISTATS. The authors'
+        code (github.com/jmtomczak/vae_vampprior, utils/optimizer.py: AdamNormGrad).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import tensorflow as tf
 
 from tfvae.arguments import check_integer
 
-__all__ = ["BurdaSchedule", "burda_adam", "BURDA_BATCH_SIZE", "BURDA_STAGES"]
+__all__ = ["BurdaSchedule", "burda_adam", "NormalizedAdam", "BURDA_BATCH_SIZE", "BURDA_STAGES"]
 
 #: Burda et al.'s batch size and number of stages (3^0 + ... + 3^7 = 3,280 epochs).
 BURDA_BATCH_SIZE = 20
@@ -120,3 +125,22 @@ def burda_adam(
         beta_2=0.999,
         epsilon=1e-4 / batch_size,
     )
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class NormalizedAdam(keras.optimizers.Adam):
+    """Adam on each variable's gradient divided by its L2 norm (Tomczak & Welling 2018).
+
+    Takes the arguments of `keras.optimizers.Adam`.
+
+    Example:
+
+    >>> vae.compile(optimizer=NormalizedAdam(5e-4))
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if isinstance(gradient, tf.IndexedSlices):  # an embedding's (a VQ codebook's) gradient
+            gradient = tf.convert_to_tensor(gradient)
+        norm = tf.norm(tf.cast(gradient, tf.float32))
+        gradient = gradient / tf.cast(norm + 1e-7, gradient.dtype)
+        super().update_step(gradient, variable, learning_rate)
