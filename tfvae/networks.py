@@ -67,7 +67,7 @@ def _image_shape(shape) -> tuple[int, int, int]:
 POSTERIORS = choices.POSTERIORS
 
 
-def _posterior(features, latent_dim: int, posterior: str):
+def _posterior(features, latent_dim: int, posterior: str, min_scale: float = 1e-5):
     """The encoder's head: a dense layer of posterior parameters, then q(z|x)."""
     if posterior not in POSTERIORS:
         raise ValueError(
@@ -78,8 +78,8 @@ def _posterior(features, latent_dim: int, posterior: str):
     if posterior == "iaf":
         from tfvae.flows import IAFPosterior
 
-        return IAFPosterior(latent_dim, name="posterior")(params)
-    return MultivariateNormalDiag(latent_dim, name="posterior")(params)
+        return IAFPosterior(latent_dim, min_scale=min_scale, name="posterior")(params)
+    return MultivariateNormalDiag(latent_dim, min_scale, name="posterior")(params)
 
 
 def _hidden(units: int, activation: str, name: str) -> keras.layers.Layer:
@@ -114,6 +114,7 @@ def mlp_encoder(
     name: str = "encoder",
     num_classes: int | None = None,
     posterior: str = "gaussian",
+    min_scale: float = 1e-5,
 ) -> keras.Model:
     """Returns an MLP encoder x -> q(z|x), flattening x first.
 
@@ -128,6 +129,8 @@ def mlp_encoder(
             `[x, label]`, the label one-hot, and concatenates it to the flattened x.
         posterior: `"gaussian"` (`MultivariateNormalDiag`) or `"iaf"` (a diagonal
             Gaussian followed by inverse autoregressive flows, `tfvae.flows.IAFPosterior`).
+        min_scale: the smallest standard deviation of q(z|x) (Tomczak & Welling bound
+            the log-variance below by -6: `min_scale=exp(-3)`).
 
     Returns:
         A functional `keras.Model` whose output is a `tfd.MultivariateNormalDiag`.
@@ -149,7 +152,7 @@ def mlp_encoder(
     x = _with_label(x, label)
     for i, units in enumerate(_positive_ints(hidden_units, "hidden_units")):
         x = _hidden(units, activation, f"hidden_{i}")(x)
-    return _model(inputs, label, _posterior(x, latent_dim, posterior), name)
+    return _model(inputs, label, _posterior(x, latent_dim, posterior, min_scale), name)
 
 
 def mlp_decoder(

@@ -62,9 +62,13 @@ def protocol(row: str) -> dict:
 
 
 def total_epochs(spec: dict) -> int:
+    """The protocol's epochs: Burda et al.'s stages, or a maximum (with early stopping)."""
     from tfvae.optimizers import BurdaSchedule
 
-    return BurdaSchedule(1, spec["training"]["stages"]).total_epochs
+    training = spec["training"]
+    if "stages" in training:
+        return BurdaSchedule(1, training["stages"]).total_epochs
+    return training["epochs"]
 
 
 def load_data(spec: dict, data_dir: str):
@@ -79,7 +83,9 @@ def load_data(spec: dict, data_dir: str):
     x_test, _ = tfvae.data.load_arrays(data["name"], data["test"], **source)
     if data["binarize"] == "dynamic":  # the test set is binarized once, with a fixed seed
         x_test = (np.random.default_rng(123).random(x_test.shape) < x_test).astype(np.float32)
-    return x_train, x_test
+    split = spec["training"].get("validation")
+    x_valid = None if split is None else tfvae.data.load_arrays(data["name"], split, **source)[0]
+    return x_train, x_test, x_valid
 
 
 def epoch_data(spec: dict, x_train, epoch: int):
@@ -106,23 +112,33 @@ def build(spec: dict, x_train, steps_per_epoch: int):
     else:
         (latent,), (units,) = model["latent_dims"], hidden
         layers = (units,) * model["depth"]
-        encoder = tfvae.networks.mlp_encoder(shape, latent, layers, model["activation"])
+        encoder = tfvae.networks.mlp_encoder(
+            shape, latent, layers, model["activation"], min_scale=model.get("min_scale", 1e-5)
+        )
         decoder = tfvae.networks.mlp_decoder(
             latent, shape, layers, "bernoulli", model["activation"]
         )
     if model.get("output_bias") == "train_mean":
         tfvae.networks.initialize_output_bias(decoder, x_train)
     seed = spec["data"].get("seed", 0)
+    prior = None
+    if model.get("prior") == "vamp":
+        prior = tfvae.priors.VampPrior(model["latent_dims"][0], shape, model["num_pseudo_inputs"])
     if model["kind"] == "stacked":
         vae = tfvae.HierarchicalVAE(encoder, top_down, decoder, bottom_up, k=model["k"], seed=seed)
     elif model["kind"] == "iwae":
-        vae = tfvae.IWAE(encoder, decoder, k=model["k"], seed=seed)
+        vae = tfvae.IWAE(encoder, decoder, k=model["k"], prior=prior, seed=seed)
     else:
-        vae = tfvae.VAE(encoder, decoder, seed=seed)
+        vae = tfvae.VAE(encoder, decoder, prior=prior, seed=seed)
     training = spec["training"]
-    optimizer = tfvae.optimizers.burda_adam(
-        steps_per_epoch, training["batch_size"], training["stages"]
-    )
+    if training["optimizer"] == "burda_adam":
+        optimizer = tfvae.optimizers.burda_adam(
+            steps_per_epoch, training["batch_size"], training["stages"]
+        )
+    elif training["optimizer"] == "normalized_adam":
+        optimizer = tfvae.optimizers.NormalizedAdam(training["learning_rate"])
+    else:
+        raise SystemExit(f"Unknown optimizer {training['optimizer']!r} in the protocol")
     vae.compile(optimizer=optimizer)
     return vae
 
@@ -173,26 +189,34 @@ def train(row: str, spec: dict, budget: int | None, curve_every: int, data_dir: 
     import tfvae
 
     state_dir = STATE / row
-    x_train, x_test = load_data(spec, data_dir)
-    batch_size = spec["training"]["batch_size"]
+    x_train, x_test, x_valid = load_data(spec, data_dir)
+    training = spec["training"]
+    batch_size = training["batch_size"]
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     target = total_epochs(spec) if budget is None else min(budget, total_epochs(spec))
     found = tfvae.checkpoints.latest_checkpoint(state_dir / "checkpoints")
     if found is None:
         keras.utils.set_random_seed(spec["data"].get("seed", 0))
         vae, epoch = build(spec, x_train, steps_per_epoch), 0
-        progress = {"train_seconds": 0.0, "curve": []}
+        progress = {"train_seconds": 0.0, "curve": [], "best_epoch": 0, "best_validation": None}
     else:  # the progress is saved with the checkpoint, so the two always agree
         vae, epoch, progress = (
             tfvae.checkpoints.load_checkpoint(found[0]),
             found[1]["epoch"],
             found[1]["history"],
         )
-    schedule = tfvae.optimizers.BurdaSchedule(steps_per_epoch, spec["training"]["stages"])
-    stage_ends = set(np.cumsum(schedule.epochs).tolist())
-    logs = keras.callbacks.TensorBoard(str(state_dir / "logs"))
+    stage_ends = set()
+    if "stages" in training:
+        schedule = tfvae.optimizers.BurdaSchedule(steps_per_epoch, training["stages"])
+        stage_ends = set(np.cumsum(schedule.epochs).tolist())
+    callbacks = [keras.callbacks.TensorBoard(str(state_dir / "logs"))]
+    warmup = training.get("warmup_epochs")
+    if warmup:  # beta = (epoch + 1) / warmup, then 1; listed before TensorBoard
+        schedule = tfvae.schedules.LinearWarmup(max(warmup - 1, 1), start=1 / warmup)
+        callbacks.insert(0, tfvae.schedules.KLScheduleCallback(schedule, unit="epoch"))
+    patience = training.get("early_stopping_patience")
     print(f"{row}: epoch {epoch} of {target} ({total_epochs(spec)} in the protocol)", flush=True)
-    while epoch < target:
+    while epoch < target and not progress.get("stopped_early"):
         start = time.perf_counter()
         keras.utils.set_random_seed(1000 + epoch)  # the epoch's data order, also on resume
         history = vae.fit(
@@ -201,10 +225,19 @@ def train(row: str, spec: dict, budget: int | None, curve_every: int, data_dir: 
             epochs=epoch + 1,
             initial_epoch=epoch,
             verbose=0,
-            callbacks=[logs],
+            callbacks=callbacks,
         ).history
         epoch += 1
         progress["train_seconds"] += time.perf_counter() - start
+        if patience:  # early stopping on the validation -ELBO, keeping the best model
+            loss = -vae.evaluate(x_valid, batch_size=1000, verbose=0, return_dict=True)["elbo"]
+            best = progress["best_validation"]
+            if best is None or loss < best or epoch <= (warmup or 0):
+                progress["best_epoch"], progress["best_validation"] = epoch, loss
+                with tfvae.files.atomic_output(state_dir / "best.keras", overwrite=True) as path:
+                    vae.save(path)
+            elif epoch - progress["best_epoch"] > patience:
+                progress["stopped_early"] = epoch
         if epoch in stage_ends or epoch % curve_every == 0 or epoch == target:
             test = vae.evaluate(x_test, batch_size=1000, verbose=0, return_dict=True)
             point = {"epoch": epoch, "train_loss": history["loss"][-1], "test_elbo": test["elbo"]}
@@ -215,6 +248,8 @@ def train(row: str, spec: dict, budget: int | None, curve_every: int, data_dir: 
         tfvae.checkpoints.write_checkpoint(
             vae, state_dir / "checkpoints", epoch=epoch, history=progress, keep=2
         )
+    if patience and progress["best_epoch"]:
+        vae = tfvae.loading.load_vae(state_dir / "best.keras")
     return {"vae": vae, "x_test": x_test, "epochs": epoch, **progress}
 
 
@@ -226,7 +261,7 @@ def evaluate(row: str, spec: dict, trained: dict, k: int, examples: int | None) 
     estimate = tfvae.evaluation.importance_sampled_log_likelihood(
         trained["vae"], x_test, k=k, batch_size=50, samples_per_pass=2500
     )
-    full = trained["epochs"] == total_epochs(spec)
+    full = trained["epochs"] == total_epochs(spec) or bool(trained.get("stopped_early"))
     result = {
         "row": row,
         "paper": spec["paper"]["cite"],
@@ -237,6 +272,7 @@ def evaluate(row: str, spec: dict, trained: dict, k: int, examples: int | None) 
         "k": k,
         "test_examples": len(x_test),
         "epochs": trained["epochs"],
+        "best_epoch": trained.get("best_epoch") or None,
         "protocol_epochs": total_epochs(spec),
         "full_protocol": full and k == spec["evaluation"]["k"] and examples is None,
         "train_seconds": trained["train_seconds"],
