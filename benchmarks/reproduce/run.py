@@ -324,6 +324,7 @@ def table() -> str:
 
 
 def main(argv=None) -> int:
+    global PROTOCOLS, RESULTS, STATE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("row", nargs="?", help="a protocol's name (see --list)")
     parser.add_argument("--epochs", type=int, help="stop after this many epochs (a budget)")
@@ -333,7 +334,12 @@ def main(argv=None) -> int:
     parser.add_argument("--no-estimate", action="store_true", help="train only")
     parser.add_argument("--table", action="store_true", help="rewrite the README table only")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--protocols", type=Path, default=PROTOCOLS, help="protocol folder")
+    parser.add_argument("--out", type=Path, help="results folder (default: benchmarks/results)")
     args = parser.parse_args(argv)
+    PROTOCOLS = args.protocols
+    if args.out is not None:
+        RESULTS, STATE = args.out / "reproduce", args.out / ".reproduce"
     if args.list:
         for path in sorted(PROTOCOLS.glob("*.toml")):
             print(path.stem, "-", path.read_text().splitlines()[0].lstrip("# "))
@@ -344,7 +350,7 @@ def main(argv=None) -> int:
         if args.epochs is not None and args.epochs < 1:
             parser.error(f"--epochs must be >= 1. Received: {args.epochs}")
         spec = protocol(args.row)
-        if not (SHARED / spec["data"]["name"]).is_dir():
+        if spec["data"]["name"] != "digits" and not (SHARED / spec["data"]["name"]).is_dir():
             print(f"{SHARED / spec['data']['name']} is missing; nothing to run.", file=sys.stderr)
             return 1
         data_dir = str(STATE / "tfds")  # TFDS prepares each data set there once
@@ -358,10 +364,11 @@ def main(argv=None) -> int:
             f"{args.row}: -log p(x) = {result['nll']:.2f} ± {result['standard_error']:.2f} "
             f"after {result['epochs']} epochs (paper: {result['reference_nll']:.2f})"
         )
-    sys.path.insert(0, str(BENCHMARKS))
-    from run import update_readme
+    if args.out is None:
+        sys.path.insert(0, str(BENCHMARKS))
+        from run import update_readme
 
-    update_readme(BENCHMARKS / "README.md", "reproduce", table())
+        update_readme(BENCHMARKS / "README.md", "reproduce", table())
     return 0
 
 
