@@ -127,12 +127,13 @@ def build(
             `"iwae"`, `"conditional"`, `"semi_supervised"`, `"flow"`, `"mixture_prior"`,
             `"vamp_prior"`,
             `"vqvae"` (whose `latent_dim` is the size of each code vector) or
-            `"hierarchical"` (layers of `latent_dim` and `latent_dim // 2`, at least 2).
+            `"hierarchical"` (layers of `latent_dim` and `latent_dim // 2`, at least 2),
+            or `"stacked"` (the same sizes, Burda et al.'s bottom-up two-layer model).
         data_shape, network, latent_dim, likelihood: as in `tfvae.networks.build`.
         beta: the rate weight (default: the model's own, such as 4 for `"beta_vae"`).
         seed: seed of the posterior sampling.
         **options: the model's own settings, each with its registered default: `k`
-            (iwae), `free_bits`, `num_components` (mixture_prior), `num_pseudo_inputs`
+            (iwae, stacked), `free_bits`, `num_components` (mixture_prior), `num_pseudo_inputs`
             (vamp_prior), `num_codes` and `ema` (vqvae), `num_classes` (conditional,
             semi_supervised), `alpha`, `labelled_fraction`, `features` (an M1 VAE)
             and `feature_dims` (semi_supervised).

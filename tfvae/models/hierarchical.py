@@ -46,7 +46,7 @@ from tfvae.models.vae import VAE, ImportanceSample, _check_functional, _tiled
 
 tfd = tfp.distributions
 
-__all__ = ["HierarchicalVAE", "build"]
+__all__ = ["HierarchicalVAE", "build", "build_stacked"]
 
 _MIN_SCALE = 1e-4
 
@@ -356,3 +356,26 @@ def build(data_shape, network: str, latent_dim: int, likelihood: str, **options)
         data_shape, sizes, likelihood=likelihood
     )
     return HierarchicalVAE(encoder, top_down, decoder, **options)
+
+
+def build_stacked(
+    data_shape, network: str, latent_dim: int, likelihood: str, **options
+) -> HierarchicalVAE:
+    """The registry's builder of `"stacked"`: Burda et al.'s two-layer model.
+
+    Layers of `latent_dim` and `latent_dim // 2` (at least 2), with networks of
+    `2 * latent_dim` and `latent_dim` tanh units (`networks.build_stacked`); for
+    `latent_dim=100` that is the paper's 100 and 50, with 200 and 100 units.
+
+    Raises:
+        ValueError: for a network other than `"mlp"`.
+    """
+    if network != "mlp":
+        raise ValueError(
+            f"The stacked VAE is built with MLP networks only. Received: network={network!r}"
+        )
+    sizes = (latent_dim, max(2, latent_dim // 2))
+    encoder, top_down, decoder, bottom_up = networks.build_stacked(
+        data_shape, sizes, (2 * latent_dim, latent_dim), likelihood=likelihood
+    )
+    return HierarchicalVAE(encoder, top_down, decoder, bottom_up, **options)

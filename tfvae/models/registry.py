@@ -236,6 +236,15 @@ register(
 )
 register(
     ModelSpec(
+        "stacked",
+        "tfvae.models.hierarchical:build_stacked",
+        "two stochastic layers, bottom-up inference q(z1|x) q(z2|z1), tanh MLPs, trained on L_k "
+        "(Burda et al. 2016; --k 1 for the two-layer VAE)",
+        options=(_K,),
+    )
+)
+register(
+    ModelSpec(
         "semi_supervised",
         "tfvae.models.semi_supervised:build",
         "M2: a classifier q(y|x) fills in missing labels (Kingma et al. 2014); M1+M2 on a VAE",
