@@ -151,6 +151,7 @@ def test_loading_an_entry_writes_none_of_tensorflows_noise_to_stderr(cache):
     assert "Compiled cluster using XLA" not in filtered.stderr
 
 
+@pytest.mark.slow  # a fresh process on damaged entries (about 10 s)
 def test_damaged_entries_are_dropped_before_tensorflow_reads_them(first_run, cache):
     first = first_run[1]
     entry = cache / first["entries"][0]
@@ -167,6 +168,7 @@ def test_damaged_entries_are_dropped_before_tensorflow_reads_them(first_run, cac
     assert again["loss"] == pytest.approx(first["loss"], rel=1e-6)
 
 
+@pytest.mark.slow  # two fresh processes around a damaged entry (about 20 s)
 def test_damage_tensorflow_reads_gives_one_line_and_a_clean_cache_for_the_next_run(cache):
     done = _train(cache.parent, "200")  # damaged after the import's check
     assert done.returncode == 3, done.stderr[-2000:]

@@ -88,6 +88,7 @@ def test_mnist_is_prepared_offline_from_the_original_files(mnist_source):
     assert set(np.unique(batches[0])) == {0.0, 1.0}
 
 
+@pytest.mark.slow  # TFDS prepares MNIST again (about 9 s)
 def test_manual_dir_can_come_from_the_environment(monkeypatch, shared_data, tmp_path):
     monkeypatch.setenv(data.MANUAL_DIR_ENV, str(shared_data))
     x, labels = data.load_arrays("mnist", "test[:100]", data_dir=str(tmp_path), offline=True)

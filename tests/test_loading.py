@@ -50,7 +50,12 @@ def test_loading_damaged_or_foreign_model_files_says_what_they_are(tmp_path):
     assert isinstance(loading.load_vae(good), tfvae.VAE)
 
 
-@pytest.mark.parametrize("name", ["conditional", "vqvae", "hierarchical", "iwae"])
+# One fresh process in the default run; the other families in `-m slow`.
+@pytest.mark.parametrize(
+    "name",
+    ["hierarchical"]
+    + [pytest.param(n, marks=pytest.mark.slow) for n in ("conditional", "vqvae", "iwae")],
+)
 def test_a_fresh_process_loads_every_model_family(tmp_path, name):
     # The model classes are imported lazily: loading must register them itself.
     import subprocess

@@ -1,5 +1,7 @@
 """tfvae.losses and the terms VAE.loss_terms uses in training."""
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -95,6 +97,12 @@ def decoder_cases(draw):
     return logits, images
 
 
+@functools.lru_cache
+def _likelihood(name, size):
+    """One layer per likelihood and size: building one per example is most of the cost."""
+    return layers.likelihood_layer(name, (size,))
+
+
 def finite_with_gradients(make_loss, params):
     params = tf.Variable(params)
     with tf.GradientTape() as tape:
@@ -109,7 +117,7 @@ def finite_with_gradients(make_loss, params):
 @given(decoder_cases(), st.sampled_from(["bernoulli", "continuous_bernoulli"]))
 def test_distortion_is_finite_at_extreme_logits(case, likelihood):
     logits, images = case
-    layer = layers.likelihood_layer(likelihood, (logits.shape[1],))
+    layer = _likelihood(likelihood, logits.shape[1])
     finite_with_gradients(lambda p: losses.distortion(layer.make_distribution(p), images), logits)
 
 

@@ -156,6 +156,7 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_weights(tmp_path, uninte
         assert_same_run(run_dir, uninterrupted)
 
 
+@pytest.mark.slow  # a killed subprocess and its resume (about 25 s); the in-process one stays
 def test_sigterm_writes_a_checkpoint_exits_75_and_resumes_to_the_same_weights(
     tmp_path, uninterrupted
 ):

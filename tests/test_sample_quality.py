@@ -135,7 +135,10 @@ def test_the_feature_network_classifies_the_digits_and_is_cached(digits_network)
     np.testing.assert_allclose(again.features(x_test[:50]), features, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "manifest", "missing_model"])
+@pytest.mark.parametrize(
+    "damage",
+    ["truncate"] + [pytest.param(d, marks=pytest.mark.slow) for d in ("manifest", "missing_model")],
+)
 def test_a_damaged_cached_network_is_trained_again(digits_network, tmp_path, damage):
     import shutil
 

@@ -365,6 +365,7 @@ def test_a_sampler_the_model_lacks_is_one_line(trained_run, command, words, tmp_
     assert not (tmp_path / "s.png").exists()
 
 
+@pytest.mark.slow  # fit, sample and export through the CLI (about 14 s)
 def test_fit_sampler_then_sample_and_export(trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)

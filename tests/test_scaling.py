@@ -163,6 +163,7 @@ def _run_workers(commands: list[list[str]], cwd=None) -> list[subprocess.Complet
         return _finish(processes)
 
 
+@pytest.mark.slow  # two worker processes (about 10 s)
 def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
     prefixes = [str(tmp_path / f"worker{i}") for i in range(2)]
     done = _run_workers([[sys.executable, str(SCRIPT), "worker", p] for p in prefixes])

@@ -169,6 +169,7 @@ def test_load_keeps_the_labels_of_the_same_subset():
     assert all(order_free[tuple(np.round(a.ravel(), 4))] == b for a, b in zip(x_all, expected))
 
 
+@pytest.mark.slow  # M2 on real MNIST (about 12 s)
 def test_short_real_mnist_run_beats_the_majority_class_by_far(mnist_source):
     x, y = tfvae.data.load_arrays("mnist", "train[:10000]", **mnist_source)
     x_test, y_test = tfvae.data.load_arrays("mnist", "test[:2000]", **mnist_source)
@@ -257,6 +258,7 @@ def test_analogies_keep_the_style_and_vary_the_class(m1_and_stacked, digits_labe
         plots.plot_analogies(m1_and_stacked[0], x, tmp_path / "no.png")
 
 
+@pytest.mark.slow  # three CLI runs (about 20 s)
 def test_cli_semi_supervised_train_evaluate_and_m1_plus_m2(tmp_path):
     m1 = tmp_path / "m1"
     result = run_here("train", "--epochs", 1, "--latent-dim", 6, "--output-dir", m1)
