@@ -95,3 +95,21 @@ def test_anomaly_scores_rank_noise_above_digits(digits):
     for name in ("negative_elbo", "reconstruction_error"):
         assert normal[name].shape == (360,) and odd[name].shape == (100,)
         assert np.median(odd[name]) > np.quantile(normal[name], 0.9), name
+
+
+def test_a_mixture_prior_with_many_components_is_estimated_in_bounded_passes(digits):
+    # Unbounded, one pass of 100 images x 5000 samples x 1000 components x 20 dims would
+    # hold 40 GB; the sampler lowers the samples per pass instead of running out of memory.
+    prior = tfvae.priors.VampPrior(20, (8, 8, 1), num_pseudo_inputs=1000)
+    vae = tfvae.VAE(
+        tfvae.networks.mlp_encoder((8, 8, 1), 20, (16,)),
+        tfvae.networks.mlp_decoder(20, (8, 8, 1), (16,)),
+        prior=prior,
+    )
+    x = digits[1][:100]
+    cap = tfvae.evaluation._pass_cap(vae, 100)
+    assert 100 * cap * 1000 * 20 <= tfvae.evaluation._PASS_ELEMENTS
+    huge = tfvae.evaluation.importance_sampled_log_likelihood(vae, x, k=200, samples_per_pass=5000)
+    small = tfvae.evaluation.importance_sampled_log_likelihood(vae, x, k=200, samples_per_pass=5)
+    assert np.isfinite(huge.per_example).all()
+    assert abs(huge.nats - small.nats) < 4 * (huge.standard_error + small.standard_error)

@@ -69,6 +69,22 @@ class LogLikelihood(NamedTuple):
     per_example: np.ndarray
 
 
+#: Most values one pass of the importance sampler may hold in one of its tensors (a
+#: VampPrior of 500 pseudo-inputs at batch 100 and 500 samples would hold 4 GB).
+_PASS_ELEMENTS = 40_000_000
+
+
+def _pass_cap(vae, batch_size: int) -> int:
+    """Samples per pass that keep batch x samples x (the largest per-sample tensor) bounded."""
+    per_sample = math.prod(vae.data_shape)
+    components = getattr(vae.prior, "num_pseudo_inputs", None) or getattr(
+        vae.prior, "num_components", None
+    )
+    if components:
+        per_sample = max(per_sample, components * math.prod(vae.latent_shape))
+    return max(1, _PASS_ELEMENTS // (batch_size * per_sample))
+
+
 def importance_sampled_log_likelihood(
     vae,
     x,
@@ -88,7 +104,9 @@ def importance_sampled_log_likelihood(
         x: data of shape `(n, *vae.data_shape)`.
         k: importance samples per example, >= 1.
         batch_size: examples per pass.
-        samples_per_pass: samples drawn at once (memory is batch x samples x data).
+        samples_per_pass: samples drawn at once (memory is batch x samples x data,
+            or x the K components of a mixture prior's K x latent size when larger);
+            lowered where one pass would hold more than `_PASS_ELEMENTS` values.
         seed: seed of the draws.
         labels: for a conditional model, one label per example; the estimate is then
             log p(x | y).
@@ -110,7 +128,9 @@ def importance_sampled_log_likelihood(
     x = check_array(x, vae.data_shape, vae.likelihood.support)
     y = vae._label_batch(labels, x)
     seeds = tf.random.Generator.from_seed(seed)
-    per_pass = min(k, samples_per_pass)
+    batch_size = check_integer("batch_size", batch_size)
+    per_pass = min(k, check_integer("samples_per_pass", samples_per_pass))
+    per_pass = min(per_pass, _pass_cap(vae, batch_size))
 
     signature = [
         tf.TensorSpec((None,) + vae.data_shape, tf.float32),
