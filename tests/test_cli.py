@@ -318,7 +318,7 @@ def test_export_never_replaces_an_existing_file_without_overwrite(trained_run):
 def test_another_models_flag_is_refused_in_one_line(tmp_path):
     result = run_here("train", "--model", "vae", "--k", "50", "--output-dir", str(tmp_path / "r"))
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert "--k applies to --model iwae, not vae" in result.stderr
+    assert "--k applies to --model iwae or stacked, not vae" in result.stderr
     assert not (tmp_path / "r").exists()
     help_text = run_here("train", "--help").stdout
     for name, (option, models) in tfvae.models.registry.options_by_name().items():

@@ -37,7 +37,11 @@ def test_every_setting_is_a_flag_with_help():
         ({"network": "resnet"}, ValueError, "`network` must be one of 'mlp', 'conv'"),
         ({"dataset": ""}, TypeError, "`dataset` must be a non-empty string"),
         ({"offline": "yes"}, TypeError, "`offline` must be True or False"),
-        ({"model_options": {"k": 3}}, ValueError, "`k` applies to `model` iwae, not vae"),
+        (
+            {"model_options": {"k": 3}},
+            ValueError,
+            "`k` applies to `model` iwae or stacked, not vae",
+        ),
         ({"model": "iwae", "model_options": {"k": 0}}, ValueError, "`k` must be an integer >= 1"),
         ({"manual_dir": "/nowhere"}, ValueError, "`manual_dir` '/nowhere' does not exist"),
         ({"model": "gan"}, ValueError, "gan"),
