@@ -380,6 +380,7 @@ def test_float16_train_step_scales_the_loss_in_the_fused_xla_path(precision, dig
     assert 0.5 < moved["mixed_float16"] / moved["float32"] < 2.0, moved
 
 
+@pytest.mark.slow  # a CLI run in bfloat16 (about 12 s); the precision API is tested above
 def test_cli_precision_flag_trains_in_bfloat16_and_restores_the_policy(tmp_path):
     run = tmp_path / "run"
     flags = ["train", "--dataset", "digits", "--epochs", "1", "--latent-dim", "4"]

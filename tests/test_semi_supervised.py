@@ -216,7 +216,7 @@ def test_m1_stays_frozen_and_m1_plus_m2_works_on_images(m1_and_stacked, digits_l
         tfvae.models.build("semi_supervised", (8, 8, 1), latent_dim=4, features=object())
 
 
-@pytest.mark.parametrize("kind", ["m2", "m1_plus_m2"])
+@pytest.mark.parametrize("kind", ["m2", pytest.param("m1_plus_m2", marks=pytest.mark.slow)])
 def test_keras_saved_model_and_litert_classify_agree(kind, m1_and_stacked, digits_labels, tmp_path):
     x = digits_labels[0][:50]
     if kind == "m2":
