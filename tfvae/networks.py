@@ -528,7 +528,7 @@ def build_hierarchical(
 
 def _dense_chain(x, units, depth, activation, prefix):
     for i in range(depth):
-        x = keras.layers.Dense(units, activation, name=f"{prefix}_{i}")(x)
+        x = _hidden(units, activation, f"{prefix}_{i}")(x)
     return x
 
 
