@@ -18,17 +18,19 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tfvae"
 
 LAYERS = [
     # 0: foundations, no TensorFlow (the command line parses with these alone)
-    {"_startup", "arguments", "choices", "compile_cache", "files", "models.registry", "config"},
+    {"_startup", "arguments", "choices", "compile_cache", "files", "models.registry", "config"}
+    | {"resources"},
     # 1: TensorFlow building blocks
     {"validation", "losses", "layers", "priors", "flows", "networks", "data", "scaling"}
-    | {"samplers", "code_prior", "optimizers"},
+    | {"samplers", "code_prior", "optimizers", "dsprites"},
     # 2: the trainer and what it stops or schedules
     {"faults", "fused", "training", "schedules"},
     # 3: the models
     {"models", "models.vae", "models.beta", "models.free_bits", "models.iwae"}
-    | {"models.conditional", "models.semi_supervised", "models.vqvae", "models.hierarchical"},
+    | {"models.conditional", "models.semi_supervised", "models.vqvae", "models.hierarchical"}
+    | {"models.tcvae", "models.factor", "models.dip", "models.capacity"},
     # 4: tools that read a model
-    {"evaluation", "plots", "loading", "feature_network", "sample_quality"},
+    {"evaluation", "plots", "loading", "feature_network", "sample_quality", "disentanglement"},
     # 5: tools built on those
     {"callbacks", "checkpoints", "serving", "export", "dashboards"},
     # 6: a training run

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
         config,
         dashboards,
         data,
+        disentanglement,
+        dsprites,
         evaluation,
         export,
         faults,
@@ -64,11 +66,15 @@ if TYPE_CHECKING:
         OneHotCategorical,
     )
     from tfvae.models import (
+        DIPVAE,
         IWAE,
         VAE,
         VQVAE,
+        BetaTCVAE,
         BetaVAE,
+        CapacityVAE,
         ConditionalVAE,
+        FactorVAE,
         FreeBitsVAE,
         HierarchicalVAE,
         SemiSupervisedVAE,
@@ -84,7 +90,7 @@ from tfvae import compile_cache as _compile_cache  # noqa: E402
 _compile_cache.enable()
 
 #: Modules that import no TensorFlow.
-_TF_FREE = {"arguments", "choices", "compile_cache", "config", "files"}
+_TF_FREE = {"arguments", "choices", "compile_cache", "config", "disentanglement", "files"}
 
 #: Top-level names and the module each comes from.
 _NAMES = {
@@ -96,6 +102,10 @@ _NAMES = {
     "SemiSupervisedVAE": "models",
     "VQVAE": "models",
     "HierarchicalVAE": "models",
+    "BetaTCVAE": "models",
+    "FactorVAE": "models",
+    "DIPVAE": "models",
+    "CapacityVAE": "models",
     "MultivariateNormalDiag": "layers",
     "IndependentBernoulli": "layers",
     "IndependentNormal": "layers",
@@ -113,6 +123,10 @@ __all__ = [
     "SemiSupervisedVAE",
     "VQVAE",
     "HierarchicalVAE",
+    "BetaTCVAE",
+    "FactorVAE",
+    "DIPVAE",
+    "CapacityVAE",
     "MultivariateNormalDiag",
     "IndependentBernoulli",
     "IndependentNormal",
@@ -128,6 +142,8 @@ __all__ = [
     "config",
     "dashboards",
     "data",
+    "disentanglement",
+    "dsprites",
     "evaluation",
     "export",
     "faults",

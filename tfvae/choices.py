@@ -33,6 +33,8 @@ PLOTS = (
     "latent_map",
     "manifold",
     "analogies",
+    "kl_traversal",
+    "factor_information",
     "curves",
 )
 #: Signatures of exported models (`tfvae.export`).

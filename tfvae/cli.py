@@ -3,7 +3,7 @@
     tfvae train [--dataset digits] [--network mlp] [--epochs 30] ...   (tfvae.runs)
     tfvae export RUN_DIR --format saved_model|tflite [--quantize float16|dynamic_int8]
     tfvae sample MODEL -n 64 --out grid.png      (MODEL: .keras, SavedModel folder, .tflite)
-    tfvae evaluate RUN_DIR [--dataset NAME] [--k 5000]
+    tfvae evaluate RUN_DIR [--dataset NAME] [--k 5000] [--disentanglement]
     tfvae plot RUN_DIR --what samples|reconstructions|interpolation|traversal|latent_map|...
 
 `train` runs `tfvae.runs.train_run` with a `tfvae.config.RunConfig` made of its flags
@@ -26,8 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import tempfile
+import time
+import traceback
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +42,10 @@ from tfvae.models import registry
 __all__ = ["main"]
 
 USAGE_ERROR = 2
+#: Exit status of a failure at run time that no check could foresee (a true OOM, a bug).
+RUNTIME_ERROR = 1
+#: Set to 1 to print the traceback of an unexpected error as well.
+DEBUG_ENV = "TFVAE_DEBUG"
 #: Exit status when a loss term went NaN or infinite (the checkpoints are kept).
 NON_FINITE_LOSS = 3
 #: Exit status after SIGTERM/SIGINT (a checkpoint was written) or a lost worker;
@@ -295,6 +303,20 @@ def _evaluate_parser(commands) -> None:
         type=_positive_int,
         help="samples for --sample-quality (default: as many as the evaluated examples)",
     )
+    evaluate.add_argument(
+        "--disentanglement",
+        action="store_true",
+        help="also measure disentanglement on dSprites' ground-truth factors (a run trained "
+        "on --dataset dsprites): BetaVAE and FactorVAE scores, MIG, DCI and SAP",
+    )
+    evaluate.add_argument(
+        "--disentanglement-points",
+        type=_positive_int,
+        default=10_000,
+        help="points of --disentanglement: N training points of every metric and N / 2 test "
+        "or evaluation points (default: 10000, disentanglement_lib's; its BetaVAE score then "
+        "encodes 1.9 million images)",
+    )
     _add_sampler_flag(evaluate, "--sample-quality: where the latents of the samples come from")
     _add_source_flags(evaluate)
 
@@ -551,6 +573,15 @@ def _print_report(metrics: dict, out: Path) -> None:
     print(f"  {'active units':<18} {shown}")
     for measure, reason in metrics["not_measured"].items():
         print(f"  ({measure}: {reason})")
+    scores = metrics.get("disentanglement")
+    if scores:
+        print(
+            f"disentanglement on dSprites ({scores['data']}), {scores['sizes']['num_train']} points"
+        )
+        names = ("beta_vae_score", "factor_vae_score", "mig", "dci_disentanglement")
+        names += ("dci_completeness", "dci_informativeness", "sap")
+        for name in names:
+            print(f"  {name:<18} {scores[name]:.3f}")
     quality = metrics.get("sample_quality")
     if quality:
         print(
@@ -590,11 +621,27 @@ def _evaluate(args) -> int:
     if args.sample_quality:
         metrics["sample_quality"] = _sample_quality(vae, dataset, args, len(x))
         _add_to_hparams_session(source, args.split, metrics["sample_quality"])
+    if args.disentanglement:
+        metrics["disentanglement"] = _disentanglement(vae, dataset, args)
     out = source.folder / f"{source.tag}metrics.json"
     with atomic_output(out, overwrite=True) as partial:
         partial.write_text(json.dumps(metrics, indent=2) + "\n")
     _print_report(metrics, out)
     return 0
+
+
+def _disentanglement(vae, dataset: str, args) -> dict:
+    from tfvae import data, evaluation
+
+    if dataset not in data.WITH_FACTORS:
+        raise ValueError(
+            "--disentanglement needs the ground-truth factors of dSprites: train the model "
+            f"with --dataset dsprites. Received: a model evaluated on {dataset!r}"
+        )
+    n = args.disentanglement_points
+    sizes = dict(num_train=n, num_test=max(2, n // 2), num_points=n, num_eval_points=max(2, n // 2))
+    sprites = data.ground_truth(dataset, data_dir=args.data_dir, manual_dir=args.manual_dir)
+    return evaluation.disentanglement_scores(vae, sprites, **sizes)
 
 
 def _add_to_hparams_session(source: _Source, split: str, quality: dict) -> None:
@@ -644,7 +691,7 @@ def _plot(args) -> int:
     out = _png(args.out or source.folder / "plots" / f"{source.tag}{args.what}.png")
     vae = loading.load_vae(source.model_path)
     x = labels = None
-    if args.what not in ("samples", "manifold"):
+    if args.what not in ("samples", "manifold", "factor_information"):
         split = source.config.get("validation_split", "test")
         _, batches = _run_data(source, args, split, 500)
         x, labels = next(batches.as_numpy_iterator())
@@ -688,10 +735,21 @@ def main(argv: list[str] | None = None) -> int:
 
     # TFDS reports through absl at WARNING level; the command prints its own summary.
     absl.logging.set_verbosity(absl.logging.ERROR)
+    import tensorflow as tf
+
     from tfvae.faults import NonFiniteLossError
 
     try:
         return args.handler(args)
+    except tf.errors.ResourceExhaustedError as error:
+        log = _write_traceback(args)
+        message = " ".join(error.message.split())[:300]
+        print(
+            f"tfvae {args.command}: error: out of memory ({message}); lower --batch-size, "
+            f"--latent-dim, --k or --num-codes (traceback in {log})",
+            file=sys.stderr,
+        )
+        return RUNTIME_ERROR
     except NonFiniteLossError as error:
         message = _in_flags(" ".join(str(error).split()), args.parser)
         print(f"tfvae {args.command}: error: {message}", file=sys.stderr)
@@ -700,3 +758,30 @@ def main(argv: list[str] | None = None) -> int:
         message = _in_flags(" ".join(str(error).split()), args.parser)
         print(f"tfvae {args.command}: error: {message}", file=sys.stderr)
         return USAGE_ERROR
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, not 40
+        log = _write_traceback(args)
+        if os.environ.get(DEBUG_ENV) == "1":
+            traceback.print_exc()
+        message = " ".join(str(error).split())[:300]
+        print(
+            f"tfvae {args.command}: unexpected {type(error).__name__}: {message} (traceback in "
+            f"{log}; {DEBUG_ENV}=1 prints it)",
+            file=sys.stderr,
+        )
+        return RUNTIME_ERROR
+
+
+def _write_traceback(args) -> Path:
+    """Writes the exception being handled to `tfvae-error.log` in the run folder the
+    command works on (or the temporary folder); returns where."""
+    folder = Path(getattr(args, "output_dir", None) or getattr(args, "run", None) or ".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        folder = Path(tempfile.gettempdir())
+    path = folder / "tfvae-error.log"
+    try:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"--- tfvae {args.command}, {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            log.write(traceback.format_exc())
+    except OSError:
+        return Path("(not written: the folder cannot be written)")
+    return path

@@ -7,6 +7,10 @@ returns a whole split as NumPy arrays.
 Data sets:
     "digits": scikit-learn's bundled 8x8 digits (1,797 images), needs no files or
         network; splits "train" (80%), "test" (20%) and "all".
+    "dsprites": dSprites' 737,280 images of 64x64 (`tfvae.dsprites`): the original
+        file through TFDS when prepared or in `manual_dir`, else rendered on the fly;
+        splits "train" (all) and "test" (10,000 of them). `tfvae.dsprites` gives
+        the ground-truth factors of each image.
     any TFDS image data set ("mnist", "binarized_mnist", "fashion_mnist", "cifar10",
         ...): prepared by `tensorflow_datasets` into `data_dir`. With `manual_dir`
         (or the environment variable TFVAE_MANUAL_DIR) TFDS prepares it from the
@@ -33,6 +37,8 @@ __all__ = [
     "load",
     "load_arrays",
     "labelled_subset",
+    "ground_truth",
+    "WITH_FACTORS",
     "num_classes",
     "num_examples",
     "MANUAL_DIR_ENV",
@@ -333,6 +339,10 @@ def load(
     >>> train = tfvae.data.load("mnist", "train", manual_dir="data/", binarize="dynamic")
     """
     _check_options(batch_size, binarize)
+    if name == "dsprites":
+        sprites = ground_truth(name, data_dir=data_dir, manual_dir=manual_dir)
+        dataset = sprites.dataset(split, batch_size=batch_size, shuffle=shuffle, seed=seed)
+        return _prepared(dataset, 1.0, binarize, flatten, with_labels, seed)
     dataset, pixel_max, size = _source(name, split, data_dir, manual_dir, offline)
     if num_labelled is not None:
         kept = _kept_labels(name, split, data_dir, manual_dir, offline, num_labelled, label_seed)
@@ -342,14 +352,19 @@ def load(
     if shuffle if shuffle is not None else split.startswith("train"):
         buffer = size if size > 0 else 10_000
         dataset = dataset.shuffle(min(buffer, 100_000), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    return _prepared(dataset.batch(batch_size), pixel_max, binarize, flatten, with_labels, seed)
+
+
+def _prepared(dataset, pixel_max, binarize, flatten, with_labels, seed) -> tf.data.Dataset:
+    """Batches of stored images (or (images, labels)) scaled to [0, 1], binarised and
+    flattened as asked, and prefetched."""
 
     # One sequential map for all the per-batch work: each map with
     # `num_parallel_calls` starts its own threads whenever an iterator is made (about
     # 4 ms each, twice per `fit` epoch), and vectorised work on whole batches gains
     # nothing from them; `prefetch` still overlaps it with training.
     @tf.autograph.experimental.do_not_convert
-    def prepare(images, labels, noise_seed=None):
+    def prepare(images, labels=None, noise_seed=None):
         images = tf.cast(images, tf.float32) / pixel_max
         if binarize == "dynamic":
             uniform = tf.random.stateless_uniform(tf.shape(images), seed=noise_seed)
@@ -358,15 +373,61 @@ def load(
             images = tf.cast(images >= 0.5, tf.float32)
         if flatten:
             images = tf.reshape(images, (tf.shape(images)[0], -1))
+        if labels is None:  # a data set without labels (dSprites)
+            labels = tf.fill(tf.shape(images)[:1], tf.constant(-1, tf.int64))
         return (images, labels) if with_labels else images
+
+    def element(item):
+        return item if isinstance(item, tuple) else (item,)
 
     if binarize == "dynamic":
         noise_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, noise_seeds)
-        dataset = dataset.map(lambda element, noise_seed: prepare(*element, noise_seed))
+        dataset = dataset.map(
+            lambda item, noise_seed: prepare(*element(item), noise_seed=noise_seed)
+        )
     else:
-        dataset = dataset.map(prepare)
+        dataset = dataset.map(lambda *item: prepare(*item))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+#: The data sets whose images come with ground-truth factors (`ground_truth`).
+WITH_FACTORS = ("dsprites",)
+
+
+def ground_truth(name: str = "dsprites", *, data_dir=None, manual_dir=None):
+    """Returns the images of a data set with known factors, and the factors
+    (`tfvae.dsprites.DSprites`), for the disentanglement metrics.
+
+    Args:
+        name: `"dsprites"`, the one data set with factors (`WITH_FACTORS`).
+        data_dir, manual_dir: as in `load` (the original dSprites file through TFDS;
+            rendered when it is not at hand).
+
+    Raises:
+        ValueError: for a data set without ground-truth factors.
+
+    Example:
+
+    >>> sprites = tfvae.data.ground_truth("dsprites")
+    >>> sprites.images(sprites.sample_factors(8, np.random.default_rng(0))).shape
+    (8, 64, 64, 1)
+    """
+    if name not in WITH_FACTORS:
+        raise ValueError(
+            f"{name!r} has no ground-truth factors; the data sets with them are: "
+            f"{', '.join(WITH_FACTORS)} (train with --dataset dsprites)."
+        )
+    manual_dir = manual_dir or os.environ.get(MANUAL_DIR_ENV)
+    return _dsprites(data_dir or os.environ.get(DATA_DIR_ENV), manual_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _dsprites(data_dir, manual_dir):
+    """dSprites, opened once per process (`tfvae.dsprites.open_dsprites`)."""
+    from tfvae import dsprites
+
+    return dsprites.open_dsprites(data_dir, manual_dir)
 
 
 def load_arrays(
@@ -393,6 +454,17 @@ def load_arrays(
 
     >>> x_test, y_test = tfvae.data.load_arrays("mnist", "test", manual_dir="data/")
     """
+    if name == "dsprites":
+        if split != "test":
+            raise ValueError(
+                "load_arrays('dsprites') gives the 'test' split only: 'train' is 737,280 "
+                "images (12 GB as float32); train on tfvae.data.load('dsprites') instead. "
+                f"Received: split={split!r}"
+            )
+        sprites = ground_truth(name, data_dir=data_dir, manual_dir=manual_dir)
+        batches = list(sprites.dataset(split, batch_size=5000, shuffle=False).as_numpy_iterator())
+        x = np.concatenate(batches).astype(np.float32)
+        return x, np.full(len(x), -1, np.int64)
     dataset, pixel_max, size = _source(name, split, data_dir, manual_dir, offline)
     batch = max(size, 1) if size > 0 else 100_000
     images, labels = [], []
@@ -421,6 +493,8 @@ def num_examples(
     >>> num_examples("mnist", "train")
     60000
     """
+    if name == "dsprites":
+        return ground_truth(name, data_dir=data_dir, manual_dir=manual_dir).num_examples(split)
     size = _source(name, split, data_dir, manual_dir, offline)[2]
     if size < 0:
         raise ValueError(f"The size of the split {split!r} of {name!r} is unknown.")
@@ -443,6 +517,8 @@ def num_classes(
     """
     if name == "digits":
         return 10
+    if name == "dsprites":
+        return None  # five factors, no class label
     builder = _tfds_builder(name, data_dir, manual_dir, offline)
     _, label_key = _tfds_features(name, builder)
     if label_key is None:

@@ -25,6 +25,10 @@ log p(x | z_q(c)) + log p(c): `code_prior_elbo` reports it with the code NLL -lo
 them; a measure that does not apply to the model is listed under `not_measured` with
 the reason.
 
+Disentanglement (`disentanglement_scores`): the metrics of `tfvae.disentanglement`
+(BetaVAE and FactorVAE scores, MIG, DCI, SAP) of the central latents of images whose
+ground-truth factors are known (dSprites, `tfvae.dsprites`).
+
 Anomaly scores, one per example: the negative ELBO and the reconstruction error
 (squared error between x and the reconstruction). Out-of-distribution inputs score high.
 
@@ -57,6 +61,9 @@ __all__ = [
     "kl_per_dimension",
     "active_units",
     "anomaly_scores",
+    "disentanglement_scores",
+    "check_disentanglement_model",
+    "representation",
 ]
 
 
@@ -383,3 +390,81 @@ def report(vae, x, labels=None, k: int = 5000) -> dict:
     except ValueError as error:
         metrics["not_measured"]["active_units"] = str(error)
     return metrics
+
+
+def representation(vae, batch_size: int = 1000):
+    """Returns images `(n, *image_shape)` -> the central latents `(n, d)` of `vae`, as NumPy
+    (the representation the disentanglement metrics score)."""
+
+    def represent(images):
+        images = np.asarray(images, np.float32).reshape((-1,) + tuple(vae.data_shape))
+        parts = [
+            vae.central_latent(images[i : i + batch_size]).numpy()
+            for i in range(0, len(images), batch_size)
+        ]
+        codes = np.concatenate(parts)
+        return codes.reshape(len(codes), -1)
+
+    return represent
+
+
+def check_disentanglement_model(vae, ground_truth) -> None:
+    """Raises a one-line ValueError unless `vae` is an unconditional model with
+    continuous latents of the ground truth's images."""
+    if vae.is_conditional:
+        raise ValueError(
+            f"Disentanglement needs an unconditional model; {type(vae).__name__} takes labels."
+        )
+    if vae.latent_is_discrete:
+        raise ValueError(
+            f"Disentanglement is measured on continuous latents; {type(vae).__name__} has "
+            "discrete codes."
+        )
+    shape = tuple(ground_truth.image_shape)
+    if tuple(vae.data_shape) not in (shape, (int(np.prod(shape)),)):
+        raise ValueError(
+            f"Disentanglement is measured on the ground truth's images of {shape}; the model "
+            f"takes {tuple(vae.data_shape)} (train it with --dataset dsprites)."
+        )
+
+
+def disentanglement_scores(vae, ground_truth=None, seed: int = 0, **sizes) -> dict:
+    """The disentanglement metrics of a model's central latents on data with known factors.
+
+    Args:
+        vae: a trained, unconditional model with continuous latents, of images shaped
+            as the ground truth's (64x64x1 for dSprites, or flattened).
+        ground_truth: the data and its factors (default: `tfvae.dsprites.open_dsprites()`).
+        seed: seed of every draw.
+        **sizes: the sample sizes of `tfvae.disentanglement.scores` (`num_train`,
+            `num_test`, `num_points`, `num_eval_points`, `batch_size`, `num_trees`);
+            the defaults are disentanglement_lib's.
+
+    Returns:
+        `tfvae.disentanglement.scores`' dict, plus `"mutual_information"` (`(d, K)`
+        nats, as a list of lists), `"factor_names"` and `"data"` (`"file"` or
+        `"rendered"`).
+
+    Raises:
+        ValueError: for a conditional model, discrete codes, or a model of other data.
+
+    Example:
+
+    >>> tfvae.evaluation.disentanglement_scores(vae, num_points=1000)["mig"]
+    """
+    from tfvae import data, disentanglement
+
+    ground_truth = ground_truth if ground_truth is not None else data.ground_truth()
+    check_disentanglement_model(vae, ground_truth)
+    represent = representation(vae)
+    result = disentanglement.scores(ground_truth, represent, seed, **sizes)
+    rng = np.random.default_rng(seed + 1)
+    factors = ground_truth.sample_factors(result["sizes"]["num_train"], rng)
+    codes = represent(ground_truth.images(factors))
+    information = disentanglement.mutual_information_matrix(codes, factors)
+    return {
+        **result,
+        "mutual_information": information.round(4).tolist(),
+        "factor_names": list(ground_truth.factor_names),
+        "data": getattr(ground_truth, "source", "given"),
+    }

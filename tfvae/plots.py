@@ -374,6 +374,89 @@ def _one_class(x, labels, label, count: int):
     return chosen, label
 
 
+def plot_kl_traversal(vae, x, path, span: float = 3.0, steps: int = 9, dims: int = 10) -> Path:
+    """Latent traversals of the `dims` dimensions of highest KL, each row labelled with
+    its KL (nats, averaged over `x`): which dimensions carry information, and what.
+
+    Each row sweeps one dimension over [-span, span] from the central latent of
+    `x[0]`, the others held fixed.
+
+    Raises:
+        ValueError: for a model whose KL does not split over dimensions (a flow, a
+            hierarchy, a mixture prior), or discrete codes.
+
+    Example:
+
+    >>> tfvae.plots.plot_kl_traversal(vae, x_test[:500], "kl_traversal.png")
+    """
+    from tfvae import evaluation
+
+    _refuse_discrete(vae, "KL traversal")
+    if vae.is_conditional:
+        raise ValueError(
+            "The KL traversal is drawn for unconditional models; "
+            f"{type(vae).__name__} takes labels."
+        )
+    x = np.asarray(x, np.float32)
+    kl = evaluation.kl_per_dimension(vae, x)
+    order = np.argsort(-kl)[: min(dims, vae.latent_dim)]
+    z = _central_latents(vae, x[:1])[0]
+    rows = np.repeat(z[np.newaxis], len(order) * steps, axis=0)
+    for i, dim in enumerate(order):
+        rows[i * steps : (i + 1) * steps, dim] = np.linspace(-span, span, steps)
+    images = as_images(_decode_means(vae, rows), vae.data_shape)
+    plt, figure = _figure((steps * 0.9 + 1.2, len(order) * 0.9 + 0.4))
+    axes = figure.subplots(len(order), steps, squeeze=False)
+    for i, dim in enumerate(order):
+        for j in range(steps):
+            axis = axes[i, j]
+            axis.imshow(images[i * steps + j].squeeze(), cmap="gray", vmin=0, vmax=1)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[i, 0].set_ylabel(f"z{dim}\n{kl[dim]:.2f}", rotation=0, ha="right", va="center")
+    figure.suptitle(f"traversals over [-{span:g}, {span:g}], KL per dimension in nats")
+    figure.subplots_adjust(left=0.14, right=0.99, bottom=0.01, top=0.93, wspace=0.05, hspace=0.05)
+    return _save_figure(plt, figure, path)
+
+
+def plot_factor_information(vae, path, ground_truth=None, num_points: int = 2000, seed=0) -> Path:
+    """The mutual information (nats) between each latent and each ground-truth factor, as a
+    heat map: a disentangled model has one bright cell per factor column.
+
+    Args:
+        vae: a model of the ground truth's images (trained on dSprites).
+        path: the PNG to write.
+        ground_truth: the factors and images (default: dSprites).
+        num_points: images drawn for the estimate.
+        seed: seed of the draw.
+
+    Raises:
+        ValueError: for a model of other data, a conditional model or discrete codes.
+
+    Example:
+
+    >>> tfvae.plots.plot_factor_information(vae, "factor_information.png")
+    """
+    from tfvae import data, disentanglement, evaluation
+
+    ground_truth = ground_truth if ground_truth is not None else data.ground_truth()
+    evaluation.check_disentanglement_model(vae, ground_truth)
+    factors = ground_truth.sample_factors(num_points, np.random.default_rng(seed))
+    codes = evaluation.representation(vae)(ground_truth.images(factors))
+    information = disentanglement.mutual_information_matrix(codes, factors)
+    plt, figure = _figure((6, 1.2 + 0.35 * len(information)))
+    axis = figure.add_subplot()
+    shown = axis.imshow(information, cmap="viridis", aspect="auto", vmin=0)
+    axis.set_xticks(range(len(ground_truth.factor_names)), ground_truth.factor_names)
+    axis.set_yticks(range(len(information)), [f"z{j}" for j in range(len(information))])
+    for (j, k), value in np.ndenumerate(information):
+        axis.text(k, j, f"{value:.2f}", ha="center", va="center", color="w", fontsize=7)
+    figure.colorbar(shown, label="I(z_j; factor), nats")
+    axis.set_title("mutual information between latents and factors")
+    figure.tight_layout()
+    return _save_figure(plt, figure, path)
+
+
 def plot(what: str, vae, path, x=None, labels=None, label: int | None = None) -> Path:
     """Draws the picture called `what` of any model (what `tfvae plot --what` draws).
 
@@ -404,6 +487,8 @@ def plot(what: str, vae, path, x=None, labels=None, label: int | None = None) ->
         raise ValueError(f"`label` must lie in [0, {vae.num_classes}). Received: label={label}")
     if what == "samples":
         return plot_samples(vae, path, n=64, seed=0, labels=label)
+    if what == "factor_information":
+        return plot_factor_information(vae, path)
     if what == "manifold":
         if vae.is_conditional and label is None:
             raise ValueError("The manifold of a conditional model needs a `label`.")
@@ -417,6 +502,8 @@ def plot(what: str, vae, path, x=None, labels=None, label: int | None = None) ->
         return plot_latent_map(vae, x, labels, path)
     if what == "analogies":
         return plot_analogies(vae, x, path, labels=labels)
+    if what == "kl_traversal":
+        return plot_kl_traversal(vae, x, path)
     dims = range(min(vae.latent_dim, 10))
     if vae.is_conditional:  # one class throughout, the label held fixed
         ends, label = _one_class(x, labels, label, 2)

@@ -32,6 +32,8 @@ Example:
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -51,6 +53,7 @@ from tfvae import (
     loading,
     models,
     plots,
+    resources,
     scaling,
     schedules,
     training,
@@ -68,6 +71,8 @@ INTERRUPTED = "interrupted"
 #: Under a multi-worker strategy, another worker was lost; the checkpoints are kept.
 LOST_WORKER = "lost_worker"
 
+#: The free disk space a run needs before it starts (its checkpoints, logs and pictures).
+_MIN_FREE_BYTES = 20_000_000
 #: `RunConfig.jit_compile` -> `compile(jit_compile=...)`.
 _JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
 #: Validation images the HParams metrics and the projector are computed on, and the
@@ -205,6 +210,29 @@ class _Run:
             self.log_dir = self.run_dir / "logs"
         self.conditional = models.registry.spec(config.model).conditional
 
+    def _check_paths(self) -> None:
+        """Checks the folders the run will write before any is made: a path that is a
+        file, a folder that cannot be written, or a full disk is one line, and no
+        half-made run folder is left behind."""
+        if not self.chief:
+            return
+        for flag, path in (("--output-dir", self.run_dir), ("--log-dir", self.log_dir)):
+            if path is None:
+                continue
+            if path.exists() and not path.is_dir():
+                raise ValueError(f"{flag} {str(path)!r} is a file; a folder is needed there.")
+            existing = next(p for p in (path, *path.parents) if p.exists())
+            if not existing.is_dir():
+                raise ValueError(f"{flag} {str(path)!r} lies under the file {str(existing)!r}.")
+            if not os.access(existing, os.W_OK | os.X_OK):
+                raise ValueError(f"{flag} {str(path)!r}: cannot write into {str(existing)!r}.")
+            free = shutil.disk_usage(existing).free
+            if free < _MIN_FREE_BYTES:
+                raise ValueError(
+                    f"{flag} {str(path)!r}: the disk holding it has {free // 1_000_000} MB "
+                    f"free; a run needs at least {_MIN_FREE_BYTES // 1_000_000} MB."
+                )
+
     # ------------------------------------------------------------------ data
     def _load(self, split: str, **kwargs) -> tf.data.Dataset:
         """A split of the run's data set, as trained; `kwargs` override `tfvae.data.load`'s
@@ -270,6 +298,9 @@ class _Run:
             options["num_classes"] = self.num_classes
         if c.model == "semi_supervised":
             options.update(self._semi_supervised_options())
+        if "dataset_size" in models.registry.spec(c.model).data_options:
+            source = dict(data_dir=c.data_dir, manual_dir=c.manual_dir, offline=c.offline)
+            options["dataset_size"] = data.num_examples(c.dataset, c.split, **source)
         vae = models.build(
             c.model,
             self.data_shape,
@@ -382,6 +413,9 @@ class _Run:
         if c.deterministic:
             training.make_deterministic(c.seed)
         self._prepare_data()
+        # Before any weight exists: a size flag too large for the machine is one line.
+        resources.check_training_memory(c, self.data_shape)
+        self._check_paths()
         keras.utils.set_random_seed(c.seed)
         with self.strategy.scope():
             vae, state = self._model_and_state()

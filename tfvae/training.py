@@ -135,9 +135,22 @@ class Trainer(keras.Model):
     def _metric_results(self) -> dict[str, tf.Tensor]:
         return {name: tracker.result() for name, tracker in self._trackers.items()}
 
+    @property
+    def adversary_variables(self) -> list:
+        """Variables trained on the `adversary_loss` term alone, never on `loss`.
+
+        Empty for most models. A model with an adversary (FactorVAE's discriminator)
+        lists its variables here and returns a per-example `adversary_loss` from
+        `loss_terms`; `train_step` then takes, in the same step and with the same
+        optimizer, the gradient of `loss` for every other variable and the gradient
+        of `adversary_loss` for these.
+        """
+        return []
+
     def train_step(self, data):
         x, y = self._unpack(data)
-        with tf.GradientTape() as tape:
+        adversary = self.adversary_variables
+        with tf.GradientTape(persistent=bool(adversary)) as tape:
             terms = self.loss_terms(x, y, training=True)
             # The mean over the global batch (this replica's share of it).
             loss = scaling.global_batch_mean(terms["loss"])
@@ -147,8 +160,20 @@ class Trainer(keras.Model):
             # Multiplied by the loss scale under mixed_float16 (the optimizer is then a
             # LossScaleOptimizer, which unscales the gradients); unchanged otherwise.
             loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
+            if adversary:
+                adversary_loss = scaling.global_batch_mean(terms["adversary_loss"])
+                adversary_loss = self.optimizer.scale_loss(adversary_loss)
+        variables = self.trainable_variables
+        if adversary:
+            own = {id(v) for v in adversary}
+            main = [v for v in variables if id(v) not in own]
+            by_variable = dict(zip(map(id, main), tape.gradient(loss, main)))
+            by_variable.update(zip(map(id, adversary), tape.gradient(adversary_loss, adversary)))
+            gradients = [by_variable[id(v)] for v in variables]
+            del tape
+        else:
+            gradients = tape.gradient(loss, variables)
+        self.optimizer.apply(gradients, variables)
         return self._record(terms)
 
     def test_step(self, data):

@@ -47,11 +47,15 @@ from tfvae.models import registry
 
 if TYPE_CHECKING:
     from tfvae.models.beta import BetaVAE
+    from tfvae.models.capacity import CapacityVAE
     from tfvae.models.conditional import ConditionalVAE
+    from tfvae.models.dip import DIPVAE
+    from tfvae.models.factor import FactorVAE
     from tfvae.models.free_bits import FreeBitsVAE
     from tfvae.models.hierarchical import HierarchicalVAE
     from tfvae.models.iwae import IWAE
     from tfvae.models.semi_supervised import SemiSupervisedVAE
+    from tfvae.models.tcvae import BetaTCVAE
     from tfvae.models.vae import VAE, ElboParts, ImportanceSample
     from tfvae.models.vqvae import VQVAE, VectorQuantizer
 
@@ -67,6 +71,10 @@ __all__ = [
     "VQVAE",
     "HierarchicalVAE",
     "VectorQuantizer",
+    "BetaTCVAE",
+    "FactorVAE",
+    "DIPVAE",
+    "CapacityVAE",
     "MODELS",
     "build",
     "registry",
@@ -89,6 +97,10 @@ _CLASSES = {
     "VQVAE": "vqvae",
     "VectorQuantizer": "vqvae",
     "HierarchicalVAE": "hierarchical",
+    "BetaTCVAE": "tcvae",
+    "FactorVAE": "factor",
+    "DIPVAE": "dip",
+    "CapacityVAE": "capacity",
 }
 
 
@@ -128,7 +140,9 @@ def build(
             `"vamp_prior"`,
             `"vqvae"` (whose `latent_dim` is the size of each code vector) or
             `"hierarchical"` (layers of `latent_dim` and `latent_dim // 2`, at least 2),
-            or `"stacked"` (the same sizes, Burda et al.'s bottom-up two-layer model).
+            or `"stacked"` (the same sizes, Burda et al.'s bottom-up two-layer model);
+            the disentangling objectives `"beta_tcvae"`, `"factor_vae"`, `"dip_vae_i"`,
+            `"dip_vae_ii"` and `"capacity_vae"`.
         data_shape, network, latent_dim, likelihood: as in `tfvae.networks.build`.
         beta: the rate weight (default: the model's own, such as 4 for `"beta_vae"`).
         seed: seed of the posterior sampling.
@@ -136,7 +150,9 @@ def build(
             (iwae, stacked), `free_bits`, `num_components` (mixture_prior), `num_pseudo_inputs`
             (vamp_prior), `num_codes` and `ema` (vqvae), `num_classes` (conditional,
             semi_supervised), `alpha`, `labelled_fraction`, `features` (an M1 VAE)
-            and `feature_dims` (semi_supervised).
+            and `feature_dims` (semi_supervised), `dataset_size` (beta_tcvae), `gamma`,
+            `discriminator_units` and `discriminator_depth` (factor_vae), `lambda_od`
+            (dip_vae_i, dip_vae_ii), `capacity` and `capacity_steps` (capacity_vae).
 
     Returns:
         A `tfvae.VAE` (or subclass), not compiled.

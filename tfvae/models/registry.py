@@ -155,6 +155,20 @@ _ALPHA = Option(
     "classifier weight alpha / N of Kingma et al. 2014 (0.1): each labelled example's "
     "-log q(y|x) weighs alpha * N / N_labelled",
 )
+_GAMMA = Option("gamma", "nonnegative", 40.0, "weight of FactorVAE's total-correlation penalty")
+_DISCRIMINATOR_UNITS = Option(
+    "discriminator_units", "count", 1000, "units of each layer of FactorVAE's discriminator"
+)
+_DISCRIMINATOR_DEPTH = Option(
+    "discriminator_depth", "count", 6, "hidden layers of FactorVAE's discriminator"
+)
+_LAMBDA_OD = Option(
+    "lambda_od", "nonnegative", 10.0, "DIP-VAE's weight of the off-diagonal covariances"
+)
+_CAPACITY = Option("capacity", "nonnegative", 25.0, "the capacity C_max, nats, the rate rises to")
+_CAPACITY_STEPS = Option(
+    "capacity_steps", "count", 100_000, "optimizer steps over which the capacity rises to C_max"
+)
 _EMA = Option("ema", "flag", False, "update the codebook by moving averages instead of gradients")
 
 register(
@@ -251,5 +265,49 @@ register(
         options=(_ALPHA,),
         conditional=True,
         data_options=("labelled_fraction", "features", "feature_dims"),
+    )
+)
+register(
+    ModelSpec(
+        "beta_tcvae",
+        "tfvae.models.tcvae:build",
+        "beta = 6 on the total correlation of q(z), minibatch-weighted (Chen et al. 2018)",
+        beta=6.0,
+        data_options=("dataset_size",),
+    )
+)
+register(
+    ModelSpec(
+        "factor_vae",
+        "tfvae.models.factor:build",
+        "a discriminator estimates the total correlation, weighted by gamma (Kim & Mnih 2018)",
+        options=(_GAMMA, _DISCRIMINATOR_UNITS, _DISCRIMINATOR_DEPTH),
+    )
+)
+register(
+    ModelSpec(
+        "dip_vae_i",
+        "tfvae.models.dip:build",
+        "the covariance of the posterior means pushed to I (Kumar et al. 2018)",
+        options=(_LAMBDA_OD,),
+        fixed={"dip_type": "i", "lambda_d_factor": 10.0},
+    )
+)
+register(
+    ModelSpec(
+        "dip_vae_ii",
+        "tfvae.models.dip:build",
+        "the covariance of q(z) pushed to I (Kumar et al. 2018)",
+        options=(_LAMBDA_OD,),
+        fixed={"dip_type": "ii", "lambda_d_factor": 1.0},
+    )
+)
+register(
+    ModelSpec(
+        "capacity_vae",
+        "tfvae.models.capacity:build",
+        "beta = gamma = 1000 on |KL - C|, C rising linearly to --capacity (Burgess et al. 2018)",
+        options=(_CAPACITY, _CAPACITY_STEPS),
+        beta=1000.0,
     )
 )
