@@ -62,3 +62,6 @@ def test_old_configs_and_damaged_files(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="is not a run config"):
         read_config_file(path)
+    path.write_text('{"model": "vae", "other": 1}')  # valid JSON, but not a run's settings
+    with pytest.raises(ValueError, match="it has no dataset, latent_dim"):
+        read_config_file(path)

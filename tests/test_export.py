@@ -121,7 +121,10 @@ def test_refuses_untrained_models_unknown_names_and_existing_paths(tmp_path):
     with pytest.raises(FileExistsError):
         export.export_saved_model(vae, folder)
     export.export_saved_model(vae, folder, overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite", "saved_model"]
+    # Beside the .tflite file, its checksum, which readers check (`serving.check_checksums`).
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["model.tflite", "model.tflite.sha256", "saved_model"]
+    assert (folder / serving.CHECKSUMS).is_file()
     assert export.export_saved_model(make_vae(), tmp_path / "b", allow_untrained=True).is_dir()
 
 

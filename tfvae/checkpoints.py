@@ -106,6 +106,25 @@ def write_checkpoint(
     if final.is_dir() and verify_checkpoint(final) is None:
         return final  # this very state is already saved
     partial = directory / f".{final.name}.partial"
+    try:
+        _write_generation(model, partial, epoch, step_in_epoch, iterations, history)
+    except OSError as error:  # a full disk, a folder gone: the older generations stand
+        shutil.rmtree(partial, ignore_errors=True)
+        reason = error.strerror or str(error)
+        raise OSError(
+            f"Could not write the checkpoint {str(final)!r} ({reason}); the previous "
+            "checkpoints are intact: make room and run again with --resume."
+        ) from None
+    shutil.rmtree(final, ignore_errors=True)  # a damaged copy of the same step
+    os.replace(partial, final)
+    _fsync(directory)
+    for old in _generations(directory)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_generation(model, partial: Path, epoch, step_in_epoch, iterations, history) -> None:
+    """Writes one checkpoint's files into the folder `partial`: model, state, manifest."""
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     model.save(partial / "model.keras")
@@ -122,12 +141,6 @@ def write_checkpoint(
         files[name] = sha256_of(partial / name)
     (partial / MANIFEST).write_text(json.dumps({"format": 1, "sha256": files}, indent=2) + "\n")
     _fsync(partial / MANIFEST)
-    shutil.rmtree(final, ignore_errors=True)  # a damaged copy of the same step
-    os.replace(partial, final)
-    _fsync(directory)
-    for old in _generations(directory)[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def verify_checkpoint(path) -> str | None:
@@ -138,7 +151,7 @@ def verify_checkpoint(path) -> str | None:
         expected = dict(manifest["sha256"])
     except FileNotFoundError:
         return "no manifest.json (the write did not finish)"
-    except (ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):  # a directory there, bad bytes, ...
         return "manifest.json is damaged"
     for name, digest in expected.items():
         if not (path / name).is_file():

@@ -683,8 +683,14 @@ def _plot(args) -> int:
         if not run.is_dir() or not (run / "history.json").is_file():
             raise ValueError(f"No history.json in {str(run)!r} to draw curves from.")
         out = _png(args.out or run / "plots" / "curves.png")
+        try:
+            history = json.loads((run / "history.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(
+                f"{str(run / 'history.json')!r} is not a readable history: {error}"
+            ) from None
         with atomic_output(out, overwrite=args.overwrite) as partial:
-            plots.plot_curves(json.loads((run / "history.json").read_text()), partial)
+            plots.plot_curves(history, partial)
         print(f"wrote {out}")
         return 0
     source = _model_source(run)

@@ -278,4 +278,13 @@ def read_config_file(path) -> dict[str, Any]:
         raise ValueError(f"{str(path)!r} is not a readable run config: {error}") from None
     if not isinstance(config, dict) or not isinstance(config.get("model", "vae"), str):
         raise ValueError(f"{str(path)!r} is not a run config written by tfvae.")
+    missing = [key for key in _REQUIRED_KEYS if key not in config]
+    if missing:  # valid JSON of another shape: its defaults would train another model
+        raise ValueError(
+            f"{str(path)!r} is not a run config written by tfvae: it has no {', '.join(missing)}."
+        )
     return config
+
+
+#: The settings every config.json tfvae has written holds (older ones too).
+_REQUIRED_KEYS = ("model", "dataset", "latent_dim")

@@ -32,7 +32,7 @@ import tensorflow as tf
 from tfvae import choices, scaling
 from tfvae.files import atomic_output
 from tfvae.models import VAE
-from tfvae.serving import saved_model_signatures
+from tfvae.serving import saved_model_signatures, write_checksums
 
 __all__ = [
     "SIGNATURES",
@@ -246,6 +246,7 @@ def export_saved_model(
     signatures = _check_signatures(available if signatures is None else signatures, available)
     with atomic_output(path, overwrite) as partial:
         _write_saved_model(vae, partial, signatures)
+        write_checksums(partial)  # readers tell a damaged export from a good one
     return Path(path)
 
 
@@ -343,4 +344,5 @@ def to_tflite(
             ) from None
     with atomic_output(path, overwrite) as partial:
         partial.write_bytes(flatbuffer)
+    write_checksums(path)  # `<name>.tflite.sha256`: readers tell a damaged file
     return Path(path)

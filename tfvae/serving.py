@@ -8,15 +8,69 @@ checking a conditional model's label against the `num_classes` its signature ret
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from tfvae.arguments import check_integer, first_line
+from tfvae.files import atomic_output, sha256_of
 from tfvae.loading import load_vae
 
-__all__ = ["LiteRTModel", "load_sampler", "saved_model_signatures"]
+__all__ = [
+    "LiteRTModel",
+    "load_sampler",
+    "saved_model_signatures",
+    "write_checksums",
+    "check_checksums",
+    "CHECKSUMS",
+]
+
+#: The checksums `tfvae export` writes inside a SavedModel folder (for a .tflite file:
+#: `<name>.tflite.sha256` beside it); every reader here checks them when they are there.
+CHECKSUMS = "tfvae_checksums.json"
+
+
+def _checksum_file(path: Path) -> Path:
+    return path / CHECKSUMS if path.is_dir() else path.with_name(path.name + ".sha256")
+
+
+def write_checksums(path) -> Path:
+    """Writes the SHA-256 of every file of an export (a SavedModel folder or a .tflite
+    file), so a reader can tell a damaged one (`check_checksums`). Returns where."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    base = path if path.is_dir() else path.parent
+    digests = {str(f.relative_to(base)): sha256_of(f) for f in files if f.name != CHECKSUMS}
+    target = _checksum_file(path)
+    with atomic_output(target, overwrite=True) as partial:
+        partial.write_text(json.dumps({"sha256": digests}, indent=1) + "\n")
+    return target
+
+
+def check_checksums(path) -> None:
+    """Raises a one-line ValueError when an export's files differ from the checksums
+    `tfvae export` wrote beside them; does nothing for an export without them."""
+    path = Path(path)
+    target = _checksum_file(path)
+    if not target.is_file():
+        return
+    base = path if path.is_dir() else path.parent
+    try:
+        expected = dict(json.loads(target.read_text())["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"{str(target)!r}, the checksums of {str(path)!r}, is damaged; export again."
+        ) from None
+    for name, digest in expected.items():
+        file = base / name
+        if not file.is_file() or sha256_of(file) != digest:
+            what = "is missing" if not file.is_file() else "does not match its checksum"
+            raise ValueError(
+                f"{str(file)!r} {what} (written by tfvae export): the export is damaged; "
+                "export it again."
+            )
 
 
 def saved_model_signatures(directory) -> list[str]:
@@ -61,6 +115,7 @@ class LiteRTModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise ValueError(f"No TFLite file at {str(self.path)!r}.")
+        check_checksums(self.path)
         content = self.path.read_bytes()
         if len(content) < 8 or content[4:8] != b"TFL3":
             raise ValueError(
@@ -219,6 +274,7 @@ def load_sampler(path, sampler: str | None = None):
     ):
         path = path / "model.keras"  # a run folder
     if path.is_dir():
+        check_checksums(path)
         signatures = saved_model_signatures(path)
         if "sample" not in signatures:
             raise ValueError(
