@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         optimizers,
         plots,
         priors,
+        resources,
         runs,
         sample_quality,
         samplers,
@@ -91,6 +92,7 @@ _compile_cache.enable()
 
 #: Modules that import no TensorFlow.
 _TF_FREE = {"arguments", "choices", "compile_cache", "config", "disentanglement", "files"}
+_TF_FREE |= {"resources"}
 
 #: Top-level names and the module each comes from.
 _NAMES = {
@@ -159,6 +161,7 @@ __all__ = [
     "optimizers",
     "plots",
     "priors",
+    "resources",
     "runs",
     "sample_quality",
     "samplers",
