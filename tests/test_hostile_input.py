@@ -171,3 +171,21 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_with_jit_compile_off(t
     result = run_here("train", "--resume", "--output-dir", run)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "starting from the beginning" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["export", "RUN", "--format", "tflite", "--out", "FILE/model.tflite"],
+        ["export", "RUN", "--format", "saved_model", "--out", "FILE/saved_model"],
+        ["plot", "RUN", "--what", "samples", "--out", "FILE/samples.png"],
+        ["sample", "RUN", "--out", "FILE/samples.png"],
+    ],
+    ids=["tflite", "saved_model", "plot", "sample"],
+)
+def test_an_output_path_under_a_file_is_one_line_before_the_work(trained, tmp_path, command):
+    blocker = tmp_path / "FILE"
+    blocker.write_text("x")
+    args = [str(a).replace("RUN", str(trained)).replace("FILE", str(blocker)) for a in command]
+    line = one_line(run_here(*args))
+    assert "lies under the file" in line and blocker.read_text() == "x"

@@ -405,14 +405,15 @@ def _export(args) -> int:
 
     if args.quantize and args.format != "tflite":
         raise ValueError("--quantize applies to --format tflite only.")
-    vae = loading.load_vae(args.run)
     folder = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
     if args.format == "saved_model":
-        out = Path(args.out) if args.out else folder / "saved_model"
+        out = _writable(Path(args.out) if args.out else folder / "saved_model")
+        vae = loading.load_vae(args.run)
         export.export_saved_model(vae, out, overwrite=args.overwrite)
     else:
         name = f"model.{args.quantize}.tflite" if args.quantize else "model.tflite"
-        out = Path(args.out) if args.out else folder / name
+        out = _writable(Path(args.out) if args.out else folder / name)
+        vae = loading.load_vae(args.run)
         export.to_tflite(vae, out, quantization=args.quantize, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
@@ -421,7 +422,27 @@ def _export(args) -> int:
 def _png(path) -> Path:
     if Path(path).suffix.lower() != ".png":
         raise ValueError(f"--out must name a .png file. Received: {str(path)!r}")
-    return Path(path)
+    return _writable(Path(path))
+
+
+#: The free space an output needs before the work that makes it starts.
+_MIN_FREE_BYTES = 5_000_000
+
+
+def _writable(path: Path, flag: str = "--out") -> Path:
+    """Checks, before the work, that `path` can be written: the first folder that exists
+    above it is a writable folder with room; returns `path`."""
+    existing = next(p for p in (path.parent, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} lies under the file {str(existing)!r}.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {str(path)!r}: cannot write into {str(existing)!r}.")
+    import shutil
+
+    free = shutil.disk_usage(existing).free
+    if free < _MIN_FREE_BYTES:
+        raise ValueError(f"{flag} {str(path)!r}: the disk has {free // 1000} KB free.")
+    return path
 
 
 def _sample(args) -> int:
