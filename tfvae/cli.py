@@ -429,20 +429,11 @@ def _png(path) -> Path:
 _MIN_FREE_BYTES = 5_000_000
 
 
-def _writable(path: Path, flag: str = "--out") -> Path:
-    """Checks, before the work, that `path` can be written: the first folder that exists
-    above it is a writable folder with room; returns `path`."""
-    existing = next(p for p in (path.parent, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise ValueError(f"{flag} {str(path)!r} lies under the file {str(existing)!r}.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {str(path)!r}: cannot write into {str(existing)!r}.")
-    import shutil
+def _writable(path: Path) -> Path:
+    """`--out` checked before the work (`tfvae.files.check_writable`)."""
+    from tfvae.files import check_writable
 
-    free = shutil.disk_usage(existing).free
-    if free < _MIN_FREE_BYTES:
-        raise ValueError(f"{flag} {str(path)!r}: the disk has {free // 1000} KB free.")
-    return path
+    return check_writable(path, "--out", _MIN_FREE_BYTES)
 
 
 def _sample(args) -> int:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_output", "sha256_of", "user_cache_dir"]
+__all__ = ["atomic_output", "check_writable", "sha256_of", "user_cache_dir"]
 
 
 def _remove(path: Path) -> None:
@@ -68,6 +68,38 @@ def atomic_output(path, overwrite: bool = False) -> Iterator[Path]:
             os.replace(partial, path)
     finally:
         _remove(partial)
+
+
+def check_writable(path, flag: str, min_free: int, folder: bool = False) -> Path:
+    """Checks, before any work, that `path` can be written; returns it as a `Path`.
+
+    Args:
+        path: the file (or, with `folder=True`, the folder) to be written.
+        flag: the command-line flag that named it, for the message.
+        min_free: bytes the disk holding it must have free.
+        folder: whether `path` itself must be a folder (or not exist yet).
+
+    Raises:
+        ValueError: in one line, when `path` is a file where a folder is needed, lies
+            under a file, sits in a folder that cannot be written, or on a disk with
+            less than `min_free` bytes free.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} is a file; a folder is needed there.")
+    start = path if folder else path.parent
+    existing = next(p for p in (start, *start.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{flag} {str(path)!r} lies under the file {str(existing)!r}.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {str(path)!r}: cannot write into {str(existing)!r}.")
+    free = shutil.disk_usage(existing).free
+    if free < min_free:
+        raise ValueError(
+            f"{flag} {str(path)!r}: the disk holding it has {free / 1e6:.0f} MB free; "
+            f"{min_free / 1e6:.0f} MB are needed."
+        )
+    return path
 
 
 def sha256_of(path) -> str:

@@ -32,8 +32,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -59,7 +57,7 @@ from tfvae import (
     training,
 )
 from tfvae.config import RunConfig, read_config_file
-from tfvae.files import atomic_output
+from tfvae.files import atomic_output, check_writable
 from tfvae.models import semi_supervised
 
 __all__ = ["RunResult", "train_run", "FINISHED", "INTERRUPTED", "LOST_WORKER"]
@@ -217,21 +215,8 @@ class _Run:
         if not self.chief:
             return
         for flag, path in (("--output-dir", self.run_dir), ("--log-dir", self.log_dir)):
-            if path is None:
-                continue
-            if path.exists() and not path.is_dir():
-                raise ValueError(f"{flag} {str(path)!r} is a file; a folder is needed there.")
-            existing = next(p for p in (path, *path.parents) if p.exists())
-            if not existing.is_dir():
-                raise ValueError(f"{flag} {str(path)!r} lies under the file {str(existing)!r}.")
-            if not os.access(existing, os.W_OK | os.X_OK):
-                raise ValueError(f"{flag} {str(path)!r}: cannot write into {str(existing)!r}.")
-            free = shutil.disk_usage(existing).free
-            if free < _MIN_FREE_BYTES:
-                raise ValueError(
-                    f"{flag} {str(path)!r}: the disk holding it has {free // 1_000_000} MB "
-                    f"free; a run needs at least {_MIN_FREE_BYTES // 1_000_000} MB."
-                )
+            if path is not None:
+                check_writable(path, flag, _MIN_FREE_BYTES, folder=True)
 
     # ------------------------------------------------------------------ data
     def _load(self, split: str, **kwargs) -> tf.data.Dataset:
