@@ -115,7 +115,8 @@ def table(results: dict, steps: int, data: str) -> str:
         cells = []
         for key, _ in COLUMNS:
             values = np.array([r[key] for r in runs])
-            cells.append(f"{values.mean():.2f} ± {values.std(ddof=1) if len(runs) > 1 else 0:.2f}")
+            spread = values.std(ddof=1) if len(runs) > 1 else 0.0
+            cells.append(f"{values.mean():.3f} ± {spread:.3f}")
         elbo = np.mean([r["final"]["elbo"] for r in runs])
         seconds = np.mean([r["train_seconds"] for r in runs])
         lines.append(f"| {title} | " + " | ".join(cells) + f" | {elbo:.1f} | {seconds:.0f} |")
