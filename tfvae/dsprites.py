@@ -215,7 +215,7 @@ class DSprites:
         return indices.batch(batch_size).map(batch_of)
 
 
-def _tfds_images(data_dir, manual_dir, offline: bool) -> np.ndarray | None:
+def _tfds_images(data_dir, manual_dir) -> np.ndarray | None:
     """All images of the original file through TFDS, or None when it is not at hand."""
     import tensorflow_datasets as tfds
 
@@ -231,14 +231,16 @@ def _tfds_images(data_dir, manual_dir, offline: bool) -> np.ndarray | None:
     return data["image"][order]
 
 
-def open_dsprites(data_dir=None, manual_dir=None, offline: bool = True) -> DSprites:
+def open_dsprites(data_dir=None, manual_dir=None) -> DSprites:
     """Returns dSprites from the original file (through TFDS) if at hand, else rendered.
+
+    The original is never downloaded here: it is used when TFDS has it prepared in
+    `data_dir`, or when `manual_dir` holds the file.
 
     Args:
         data_dir: where TFDS keeps prepared data sets.
         manual_dir: a folder holding `FILE_NAME` (or its parent, with a `dsprites/`
             sub-folder), to prepare the original with no network.
-        offline: unused by the rendered set; the original is never downloaded here.
 
     Returns:
         A `DSprites`.
@@ -249,8 +251,7 @@ def open_dsprites(data_dir=None, manual_dir=None, offline: bool = True) -> DSpri
     >>> sprites.source
     'rendered'
     """
-    del offline
     if manual_dir is not None and (Path(manual_dir) / "dsprites" / FILE_NAME).is_file():
         manual_dir = Path(manual_dir) / "dsprites"
-    images = _tfds_images(data_dir, manual_dir, True)
+    images = _tfds_images(data_dir, manual_dir)
     return DSprites(images)
