@@ -63,7 +63,9 @@ def test_an_output_dir_under_a_file_or_on_a_full_disk_is_one_line(tmp_path, monk
     line = one_line(run_here("train", *QUICK, "--output-dir", tmp_path / "FILE" / "run"))
     assert "lies under the file" in line
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr("tfvae.files.shutil.disk_usage", lambda path: usage._replace(free=1_000_000))
+    monkeypatch.setattr(
+        "tfvae.files.shutil.disk_usage", lambda path: usage._replace(free=1_000_000)
+    )
     run = tmp_path / "run"
     line = one_line(run_here("train", *QUICK, "--output-dir", run))
     assert "1 MB free" in line and not run.exists()

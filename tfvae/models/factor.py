@@ -133,6 +133,18 @@ class FactorVAE(VAE):
             "discriminator_accuracy": accuracy,
         }
 
+    _SHUFFLE_STATE = "shuffle_noise_state"
+
+    def save_own_variables(self, store):
+        """Also saves the shuffling noise's seed state, so a resumed run shuffles alike."""
+        super().save_own_variables(store)
+        store[self._SHUFFLE_STATE] = self._shuffle_noise.state
+
+    def load_own_variables(self, store):
+        super().load_own_variables(store)
+        if self._SHUFFLE_STATE in store.keys():
+            self._shuffle_noise.state.assign(store[self._SHUFFLE_STATE])
+
     def get_config(self):
         return {
             **super().get_config(),
