@@ -28,7 +28,7 @@ def sprites():
 @pytest.fixture(scope="module")
 def factors(sprites):
     rng = np.random.default_rng(0)
-    return sprites.sample_factors(3000, rng), sprites.sample_factors(1500, rng)
+    return sprites.sample_factors(1500, rng), sprites.sample_factors(750, rng)
 
 
 class FactorsAsImages:
@@ -51,17 +51,17 @@ def test_true_factors_score_near_one_and_noise_near_zero(factors):
     true_mig = disentanglement.mig(train.astype(float), train)
     # 40 orientations and 32 positions fall into 20 bins: a little of their entropy is lost.
     assert 0.85 < true_mig <= 1.0
-    assert disentanglement.mig(rng.normal(size=(3000, 10)), train) < 0.02
-    true = disentanglement.dci(train.astype(float), train, test.astype(float), test, num_trees=10)
+    assert disentanglement.mig(rng.normal(size=(1500, 10)), train) < 0.03
+    true = disentanglement.dci(train.astype(float), train, test.astype(float), test, num_trees=5)
     assert true["dci_disentanglement"] > 0.95 and true["dci_completeness"] > 0.95
     assert true["dci_informativeness"] > 0.95
     noise = disentanglement.dci(
-        rng.normal(size=(3000, 10)), train, rng.normal(size=(1500, 10)), test, num_trees=10
+        rng.normal(size=(1500, 10)), train, rng.normal(size=(750, 10)), test, num_trees=5
     )
     assert noise["dci_disentanglement"] < 0.1 and noise["dci_informativeness"] < 0.3
     true_sap = disentanglement.sap(train.astype(float), train, test.astype(float), test)
     noise_sap = disentanglement.sap(
-        rng.normal(size=(3000, 10)), train, rng.normal(size=(1500, 10)), test
+        rng.normal(size=(1500, 10)), train, rng.normal(size=(750, 10)), test
     )
     assert true_sap > 0.15 > 0.02 > noise_sap
 
@@ -74,8 +74,8 @@ def test_permuting_or_rescaling_the_codes_leaves_the_scores(factors):
     scale = np.array([2.0, -0.5, 10.0, 1.0, -3.0])
     moved, moved_test = codes[:, order] * scale + 7, codes_test[:, order] * scale + 7
     assert disentanglement.mig(moved, train) == pytest.approx(disentanglement.mig(codes, train))
-    before = disentanglement.dci(codes, train, codes_test, test, num_trees=10)
-    after = disentanglement.dci(moved, train, moved_test, test, num_trees=10)
+    before = disentanglement.dci(codes, train, codes_test, test, num_trees=5)
+    after = disentanglement.dci(moved, train, moved_test, test, num_trees=5)
     for key, value in before.items():
         assert after[key] == pytest.approx(value, abs=0.02), key
     information = disentanglement.mutual_information_matrix(codes, train)
@@ -299,6 +299,7 @@ def test_bad_settings_are_refused():
 
 
 # ---------------------------------------------------------------------- the tools on dSprites
+# These train from the command line (about a minute in all): -m slow, which CI runs.
 @pytest.fixture(scope="module")
 def dsprites_run(tmp_path_factory):
     """beta-TCVAE trained one epoch on dSprites' 10,000-image split, from the command line."""
@@ -310,6 +311,7 @@ def dsprites_run(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_evaluate_disentanglement_from_the_command_line(dsprites_run):
     result = run_here(
         "evaluate", dsprites_run, "--k", 5, "--examples", 200, "--disentanglement",
@@ -323,6 +325,7 @@ def test_evaluate_disentanglement_from_the_command_line(dsprites_run):
     assert np.array(scores["mutual_information"]).shape == (4, 5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["kl_traversal", "factor_information"])
 def test_the_disentanglement_pictures(dsprites_run, what, tmp_path):
     out = tmp_path / f"{what}.png"
@@ -332,6 +335,7 @@ def test_the_disentanglement_pictures(dsprites_run, what, tmp_path):
     assert image.std() > 0.01 and min(image.shape[:2]) > 200
 
 
+@pytest.mark.slow
 def test_disentanglement_of_a_model_of_other_data_is_refused(tmp_path):
     run = tmp_path / "digits"
     result = run_here("train", "--epochs", 1, "--latent-dim", 2, "--output-dir", run)

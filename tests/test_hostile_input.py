@@ -149,6 +149,7 @@ def test_an_out_of_memory_error_at_run_time_is_one_line_with_exit_1(trained, mon
     assert "--batch-size" in line
 
 
+@pytest.mark.slow  # a second process and a SIGKILL
 def test_a_run_killed_before_its_first_checkpoint_resumes_with_jit_compile_off(tmp_path):
     """Issue 9's kill before the first checkpoint, started with --jit-compile off (it
     failed with `KeyError: False`): config.json only, then --resume."""
