@@ -385,6 +385,7 @@ def test_evaluate_measures_sample_quality_with_its_floor_and_class_accuracy(tmp_
     assert result.returncode == 2 and "--num-samples" in result.stderr
 
 
+@pytest.mark.slow  # every picture of one run; the matrix draws each of every model
 def test_plot_command_draws_each_picture_of_a_run(tmp_path, capsys):
     run = tmp_path / "run"
     trained = subprocess.run(

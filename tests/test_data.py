@@ -95,6 +95,7 @@ def test_manual_dir_can_come_from_the_environment(monkeypatch, shared_data, tmp_
     assert x.shape == (100, 28, 28, 1) and labels.shape == (100,)
 
 
+@pytest.mark.slow  # prepares the fixed binarized MNIST with TFDS (about 20 s)
 def test_binarized_mnist_keeps_its_zero_one_pixels(shared_data, tfds_dir):
     x, labels = data.load_arrays(
         "binarized_mnist", "test", manual_dir=str(shared_data), data_dir=tfds_dir, offline=True
