@@ -133,9 +133,13 @@ def mig(codes, factors, num_bins: int = 20) -> float:
     >>> mig(codes, factors)
     """
     codes, factors = _check_pair(codes, factors)
-    if codes.shape[1] < 2:
-        raise ValueError(f"MIG needs at least 2 codes. Received: {codes.shape[1]}")
-    information = mutual_information_matrix(codes, factors, num_bins)
+    return _gap(mutual_information_matrix(codes, factors, num_bins), factors)
+
+
+def _gap(information: np.ndarray, factors: np.ndarray) -> float:
+    """MIG from the mutual-information matrix `(d, K)` of codes and `factors`."""
+    if len(information) < 2:
+        raise ValueError(f"MIG needs at least 2 codes. Received: {len(information)}")
     entropy = _entropies(factors)
     varying = entropy > 0
     top = np.sort(information, axis=0)[::-1]
@@ -362,7 +366,8 @@ def scores(
         num_trees: boosting stages of DCI's classifiers.
 
     Returns:
-        `{metric: value}` for each of `METRICS`, plus `"sizes"`: the sizes used.
+        `{metric: value}` for each of `METRICS`, plus `"sizes"` (the sizes used) and
+        `"mutual_information"`: I(c_j; v_k) in nats on the MIG points, `(d, K)` as lists.
 
     Example:
 
@@ -373,6 +378,7 @@ def scores(
     factors_test = ground_truth.sample_factors(num_test, rng)
     codes_train = _codes_of(ground_truth, represent, factors_train)
     codes_test = _codes_of(ground_truth, represent, factors_test)
+    information = mutual_information_matrix(codes_train, factors_train)
     sizes = dict(
         batch_size=batch_size,
         num_points=num_points,
@@ -386,8 +392,9 @@ def scores(
         "factor_vae_score": factor_vae_score(
             ground_truth, represent, seed, batch_size, num_points, num_eval_points, num_points
         ),
-        "mig": mig(codes_train, factors_train),
+        "mig": _gap(information, factors_train),
         **dci(codes_train, factors_train, codes_test, factors_test, seed, num_trees),
         "sap": sap(codes_train, factors_train, codes_test, factors_test),
         "sizes": {"num_train": num_train, "num_test": num_test, **sizes},
+        "mutual_information": information.round(4).tolist(),
     }

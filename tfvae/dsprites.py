@@ -29,6 +29,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -109,6 +110,14 @@ def _indices_of(factors: np.ndarray) -> np.ndarray:
     return np.ravel_multi_index(tuple(np.asarray(factors).T), FACTOR_SIZES)
 
 
+@functools.lru_cache(maxsize=1)
+def _test_indices() -> np.ndarray:
+    """The "test" split: `TEST_SIZE` image indices drawn once with seed 0."""
+    indices = np.sort(np.random.default_rng(0).choice(NUM_IMAGES, TEST_SIZE, replace=False))
+    indices.flags.writeable = False
+    return indices
+
+
 class DSprites:
     """dSprites' images and factors: `source` is `"file"` (the original) or `"rendered"`.
 
@@ -170,9 +179,7 @@ class DSprites:
                 f"('train': all {NUM_IMAGES}; 'test': {TEST_SIZE} of them, drawn with seed 0, "
                 "as dSprites has no held-out split)."
             )
-        if split == "train":
-            return None
-        return np.sort(np.random.default_rng(0).choice(NUM_IMAGES, TEST_SIZE, replace=False))
+        return None if split == "train" else _test_indices()
 
     def num_examples(self, split: str) -> int:
         indices = self.split_indices(split)

@@ -164,12 +164,11 @@ class Trainer(keras.Model):
                 adversary_loss = scaling.global_batch_mean(terms["adversary_loss"])
                 adversary_loss = self.optimizer.scale_loss(adversary_loss)
         variables = self.trainable_variables
-        if adversary:
+        if adversary:  # the optimizer pairs gradients with variables by identity, not order
             own = {id(v) for v in adversary}
-            main = [v for v in variables if id(v) not in own]
-            by_variable = dict(zip(map(id, main), tape.gradient(loss, main)))
-            by_variable.update(zip(map(id, adversary), tape.gradient(adversary_loss, adversary)))
-            gradients = [by_variable[id(v)] for v in variables]
+            variables = [v for v in variables if id(v) not in own]
+            gradients = tape.gradient(loss, variables) + tape.gradient(adversary_loss, adversary)
+            variables += adversary
             del tape
         else:
             gradients = tape.gradient(loss, variables)
